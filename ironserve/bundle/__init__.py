@@ -1,0 +1,1 @@
+"""The offline package bundle (a signed apt repository) and its HTTP server."""

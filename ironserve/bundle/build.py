@@ -1,0 +1,242 @@
+"""The offline package bundle: a signed local apt repository of every Debian package the roles declare.
+
+An air-gapped site builds it on a connected machine (``ironserve bundle build``), carries the folder
+across, and serves it over HTTP (``ironserve bundle serve`` or any web server). The lab uses the same
+code: its machines have no package source but the bundle.
+
+Roles declare their packages in ``roles/<role>/vars/Debian.yml`` under keys ending in ``_packages``
+(the same variables their ``ansible.builtin.apt`` tasks install), optionally pinned as ``name=version``.
+The bundle holds each package with its full dependency closure (resolved as if nothing were installed,
+so it serves hosts whatever their installed base), and ``manifest.json`` records the exact versions: the
+bundle is the lock file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from ironserve import paths
+from ironserve.debian import ARCHITECTURE, ARCHIVE, ARCHIVE_KEYRING, COMPONENTS, SUITE, source_lines
+
+BUNDLE_SUITE = "ironserve"
+BUNDLE_COMPONENT = "main"
+KEY_FILE = "ironserve-bundle.asc"
+KEY_UID = "ironserve package bundle <bundle@ironserve.invalid>"
+_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+~:-]+)?$")
+
+
+class BundleError(RuntimeError):
+    """The bundle could not be built; the message names the step, the package or the file."""
+
+
+@dataclass(frozen=True)
+class Bundle:
+    folder: Path
+
+    @property
+    def manifest(self) -> Path:
+        return self.folder / "manifest.json"
+
+    @property
+    def public_key(self) -> Path:
+        return self.folder / KEY_FILE
+
+    def packages(self) -> dict[str, str]:
+        return json.loads(self.manifest.read_text())["packages"]
+
+
+def declared_packages(roles_dir: Path) -> dict[str, list[str]]:
+    """Packages per role, from every ``*_packages`` list in ``roles/*/vars/Debian.yml``."""
+    declared: dict[str, list[str]] = {}
+    for vars_file in sorted(roles_dir.glob("*/vars/Debian.yml")):
+        data = yaml.safe_load(vars_file.read_text()) or {}
+        for key, value in data.items():
+            if not key.endswith("_packages"):
+                continue
+            if not isinstance(value, list):
+                raise BundleError(f"{vars_file}: {key} must be a list of package names")
+            for name in value:
+                if not isinstance(name, str) or not _PACKAGE.match(name):
+                    raise BundleError(
+                        f"{vars_file}: {key} holds {name!r}; a bundle needs literal Debian package names "
+                        "(optionally name=version), not templates"
+                    )
+            declared.setdefault(vars_file.parent.parent.name, []).extend(value)
+    return declared
+
+
+def request_key(packages: list[str]) -> str:
+    recipe = {
+        "sources": source_lines(),
+        "arch": ARCHITECTURE,
+        "packages": sorted(set(packages)),
+    }
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _run(step: str, argv: list[str], **kwargs) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(argv, check=True, capture_output=True, text=True, **kwargs)
+    except FileNotFoundError as exc:
+        raise BundleError(f"{step}: {argv[0]} is not installed (run 'make setup')") from exc
+    except subprocess.CalledProcessError as exc:
+        tail = "\n".join((exc.stderr or exc.stdout or "").strip().splitlines()[-20:])
+        raise BundleError(f"{step} failed (exit {exc.returncode}):\n{tail}") from exc
+
+
+class _PrivateApt:
+    """apt pointed at the Debian archive through its own folders, so the controller's apt is untouched."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        for folder in ("etc/apt/sources.list.d", "etc/apt/preferences.d", "var/lib/apt/lists/partial",
+                       "var/cache/apt/archives/partial", "var/lib/dpkg"):
+            (root / folder).mkdir(parents=True, exist_ok=True)
+        (root / "var/lib/dpkg/status").write_text("")
+        (root / "etc/apt/sources.list").write_text(
+            "".join(line.replace("deb ", f"deb [signed-by={ARCHIVE_KEYRING}] ", 1) + "\n" for line in source_lines())
+        )
+
+    @property
+    def archives(self) -> Path:
+        return self.root / "var/cache/apt/archives"
+
+    def argv(self, *args: str) -> list[str]:
+        options = {
+            "Dir::Etc": self.root / "etc/apt",
+            "Dir::State": self.root / "var/lib/apt",
+            "Dir::State::status": self.root / "var/lib/dpkg/status",
+            "Dir::Cache": self.root / "var/cache/apt",
+            "APT::Architecture": ARCHITECTURE,
+            "APT::Architectures": ARCHITECTURE,
+            "APT::Install-Recommends": "false",
+            "Debug::NoLocking": "true",
+        }
+        return ["apt-get", "-q", *(f"-o{key}={value}" for key, value in options.items()), *args]
+
+
+def _gpg(home: Path, *args: str) -> subprocess.CompletedProcess:
+    return _run("gpg", ["gpg", "--batch", "--homedir", str(home), *args])
+
+
+def signing_home() -> Path:
+    """The bundle's signing key, made once per controller and kept (hosts trust its public half)."""
+    home = paths.home() / "bundle-gpg"
+    if not (home / "pubring.kbx").exists() or "sec" not in _gpg_list(home):
+        home.mkdir(parents=True, exist_ok=True)
+        home.chmod(0o700)
+        _gpg(home, "--passphrase", "", "--quick-gen-key", KEY_UID, "ed25519", "sign", "never")
+    return home
+
+
+def _gpg_list(home: Path) -> str:
+    result = subprocess.run(["gpg", "--batch", "--homedir", str(home), "--list-secret-keys"],
+                            capture_output=True, text=True)
+    return result.stdout
+
+
+def _write_index(folder: Path, gpg_home: Path) -> None:
+    binary = folder / "dists" / BUNDLE_SUITE / BUNDLE_COMPONENT / f"binary-{ARCHITECTURE}"
+    binary.mkdir(parents=True, exist_ok=True)
+    packages = _run("apt-ftparchive packages", ["apt-ftparchive", "packages", "pool"], cwd=folder).stdout
+    (binary / "Packages").write_text(packages)
+    _run("gzip", ["gzip", "-9kfn", str(binary / "Packages")])
+    dists = folder / "dists" / BUNDLE_SUITE
+    release = _run(
+        "apt-ftparchive release",
+        [
+            "apt-ftparchive",
+            f"-oAPT::FTPArchive::Release::Origin={BUNDLE_SUITE}",
+            f"-oAPT::FTPArchive::Release::Label={BUNDLE_SUITE}",
+            f"-oAPT::FTPArchive::Release::Suite={BUNDLE_SUITE}",
+            f"-oAPT::FTPArchive::Release::Codename={BUNDLE_SUITE}",
+            f"-oAPT::FTPArchive::Release::Components={BUNDLE_COMPONENT}",
+            f"-oAPT::FTPArchive::Release::Architectures={ARCHITECTURE}",
+            "release",
+            ".",
+        ],
+        cwd=dists,
+    ).stdout
+    (dists / "Release").write_text(release)
+    for stale in (dists / "InRelease", dists / "Release.gpg"):
+        stale.unlink(missing_ok=True)
+    _gpg(gpg_home, "--yes", "--clearsign", "-o", str(dists / "InRelease"), str(dists / "Release"))
+    _gpg(gpg_home, "--yes", "--armor", "--detach-sign", "-o", str(dists / "Release.gpg"), str(dists / "Release"))
+    public = _gpg(gpg_home, "--armor", "--export").stdout
+    (folder / KEY_FILE).write_text(public)
+
+
+def _deb_fields(deb: Path) -> tuple[str, str]:
+    fields = _run("dpkg-deb", ["dpkg-deb", "-f", str(deb), "Package", "Version"]).stdout
+    values = dict(line.split(": ", 1) for line in fields.splitlines() if ": " in line)
+    return values["Package"], values["Version"]
+
+
+def build(packages: list[str], folder: Path | None = None, force: bool = False, log=print) -> Bundle:
+    """Build (or reuse) the bundle holding ``packages`` and their dependency closure."""
+    bundle = Bundle(folder or paths.bundle_dir())
+    key = request_key(packages)
+    if bundle.manifest.exists() and not force:
+        manifest = json.loads(bundle.manifest.read_text())
+        if manifest.get("request_key") == key and bundle.public_key.exists():
+            return bundle
+    started = time.monotonic()
+    log(f"building package bundle for {len(set(packages))} declared packages (Debian {SUITE})")
+    apt = _PrivateApt(paths.home() / "bundle-apt")
+    _run("apt-get update (bundle)", apt.argv("update"))
+    # Downloaded debs stay in the private apt cache between builds, so a changed request fetches only news.
+    try:
+        _run("apt-get download (bundle)", apt.argv("install", "--download-only", "-y", *sorted(set(packages))))
+    except BundleError as exc:
+        raise BundleError(f"resolving the declared packages against Debian {SUITE}: {exc}") from exc
+    simulated = _run(
+        "apt-get resolve (bundle)", apt.argv("install", "--simulate", "-y", *sorted(set(packages)))
+    ).stdout
+    # "Inst libc6 (2.41-12 Debian:13.1/stable [amd64])": the closure apt would install on an empty host.
+    resolved = re.findall(r"^Inst (\S+) \((\S+) .*\[(\S+)\]\)", simulated, flags=re.M)
+    if not resolved:
+        raise BundleError("apt resolved no packages to download; is the request empty?")
+    filenames = {f"{name}_{version.replace(':', '%3a')}_{arch}.deb" for name, version, arch in resolved}
+    pool = bundle.folder / "pool"
+    shutil.rmtree(pool, ignore_errors=True)
+    pool.mkdir(parents=True)
+    versions: dict[str, str] = {}
+    checksums: dict[str, str] = {}
+    for name in sorted(filenames):
+        source = apt.archives / name
+        if not source.exists():
+            raise BundleError(f"{name} was resolved but not downloaded into {apt.archives}")
+        shutil.copy2(source, pool / name)
+        package, version = _deb_fields(source)
+        versions[package] = version
+        checksums[name] = hashlib.sha256(source.read_bytes()).hexdigest()
+    _write_index(bundle.folder, signing_home())
+    manifest = {
+        "request_key": key,
+        "suite": SUITE,
+        "architecture": ARCHITECTURE,
+        "requested": sorted(set(packages)),
+        "packages": versions,
+        "sha256": checksums,
+        "build_seconds": round(time.monotonic() - started, 1),
+    }
+    bundle.manifest.write_text(json.dumps(manifest, indent=2) + "\n")
+    log(f"bundle ready: {len(versions)} packages in {manifest['build_seconds']} s at {bundle.folder}")
+    return bundle
+
+
+def build_for_roles(roles_dir: Path | None = None, extra: list[str] | None = None, **kwargs) -> Bundle:
+    declared = declared_packages(roles_dir or paths.REPO_ROOT / "roles")
+    packages = [p for names in declared.values() for p in names] + list(extra or [])
+    if not packages:
+        raise BundleError("no role declares any *_packages in vars/Debian.yml and no extra package was named")
+    return build(packages, **kwargs)

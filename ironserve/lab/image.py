@@ -1,0 +1,243 @@
+"""The lab's base image: a minimal Debian 13 root filesystem for direct kernel boot.
+
+Built with mmdebstrap from the Debian archive, customised so that one image serves every lab machine
+(identity, SSH key and NIC addresses come from the kernel command line at boot), and cached under a key
+derived from everything that goes into it, so a machine builds it once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ironserve import paths
+from ironserve.debian import SUITE, source_lines
+
+BASE_PACKAGES = (
+    "linux-image-amd64",
+    "initramfs-tools",
+    "systemd-sysv",
+    "udev",
+    "kmod",
+    "iproute2",
+    "iputils-ping",
+    "openssh-server",
+    "python3",
+)
+ROOT_SIZE_GB = 6
+IMAGE_FORMAT_VERSION = 1  # bump when the build steps below change what the image contains
+
+SEED_SCRIPT = r"""#!/bin/sh
+# ironserve lab seed: gives this boot its identity from the kernel command line that the lab passed.
+set -eu
+hostname=lab sshkey="" mgmt_mac="" mgmt_addr="" data_mac="" data_mtu=1500
+for word in $(cat /proc/cmdline); do
+  case "$word" in
+    ironserve.hostname=*) hostname="${word#*=}" ;;
+    ironserve.sshkey=*) sshkey="${word#*=}" ;;
+    ironserve.mgmt_mac=*) mgmt_mac="${word#*=}" ;;
+    ironserve.mgmt_addr=*) mgmt_addr="${word#*=}" ;;
+    ironserve.data_mac=*) data_mac="${word#*=}" ;;
+    ironserve.data_mtu=*) data_mtu="${word#*=}" ;;
+  esac
+done
+echo "$hostname" > /etc/hostname
+echo "$hostname" > /proc/sys/kernel/hostname
+grep -q " $hostname\$" /etc/hosts || echo "127.0.1.1 $hostname" >> /etc/hosts
+if [ -n "$sshkey" ]; then
+  install -d -m 0700 /root/.ssh
+  echo "$sshkey" | base64 -d > /root/.ssh/authorized_keys
+  chmod 0600 /root/.ssh/authorized_keys
+fi
+ls /etc/ssh/ssh_host_*_key >/dev/null 2>&1 || ssh-keygen -A
+install -d /etc/systemd/network
+if [ -n "$mgmt_mac" ]; then
+  # Static and without a gateway: the management network of a lab reaches only the controller's forwards.
+  cat > /etc/systemd/network/50-lab-mgmt.network <<EOF
+[Match]
+MACAddress=$mgmt_mac
+
+[Network]
+Address=$mgmt_addr
+LinkLocalAddressing=no
+IPv6AcceptRA=no
+EOF
+fi
+if [ -n "$data_mac" ]; then
+  # Link up with jumbo frames and an IPv6 link-local address only; the data-network role owns the rest
+  # and its files sort before this one.
+  cat > /etc/systemd/network/90-lab-data.network <<EOF
+[Match]
+MACAddress=$data_mac
+
+[Link]
+MTUBytes=$data_mtu
+
+[Network]
+LinkLocalAddressing=ipv6
+IPv6AcceptRA=no
+EOF
+fi
+"""
+
+SEED_UNIT = """[Unit]
+Description=ironserve lab seed (identity and NIC setup from the kernel command line)
+DefaultDependencies=no
+After=local-fs.target
+Before=network-pre.target systemd-networkd.service ssh.service
+Wants=network-pre.target
+
+[Service]
+Type=oneshot
+ExecStart=/usr/local/sbin/ironserve-lab-seed
+RemainAfterExit=yes
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+class ImageError(RuntimeError):
+    """The base image could not be built; the message says which step and why."""
+
+
+@dataclass(frozen=True)
+class BaseImage:
+    folder: Path
+
+    @property
+    def disk(self) -> Path:
+        return self.folder / "rootfs.qcow2"
+
+    @property
+    def kernel(self) -> Path:
+        return self.folder / "vmlinuz"
+
+    @property
+    def initrd(self) -> Path:
+        return self.folder / "initrd.img"
+
+    @property
+    def manifest(self) -> Path:
+        return self.folder / "manifest.json"
+
+
+def image_key() -> str:
+    """Everything that decides the image's content, hashed: a change to any of it builds a new image."""
+    recipe = {
+        "sources": source_lines(),
+        "packages": sorted(BASE_PACKAGES),
+        "seed": SEED_SCRIPT,
+        "unit": SEED_UNIT,
+        "root_size_gb": ROOT_SIZE_GB,
+        "format": IMAGE_FORMAT_VERSION,
+    }
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _run(step: str, argv: list[str], **kwargs) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(argv, check=True, capture_output=True, text=True, **kwargs)
+    except FileNotFoundError as exc:
+        raise ImageError(f"{step}: {argv[0]} is not installed (run 'make setup')") from exc
+    except subprocess.CalledProcessError as exc:
+        tail = "\n".join((exc.stderr or exc.stdout or "").strip().splitlines()[-20:])
+        raise ImageError(f"{step} failed (exit {exc.returncode}): {' '.join(argv)}\n{tail}") from exc
+
+
+def _customise(root: Path) -> None:
+    seed = root / "usr/local/sbin/ironserve-lab-seed"
+    seed.write_text(SEED_SCRIPT)
+    seed.chmod(0o755)
+    (root / "etc/systemd/system/ironserve-lab-seed.service").write_text(SEED_UNIT)
+    wants = root / "etc/systemd/system/multi-user.target.wants"
+    wants.mkdir(parents=True, exist_ok=True)
+    for unit, target in (
+        ("ironserve-lab-seed.service", "/etc/systemd/system/ironserve-lab-seed.service"),
+        ("systemd-networkd.service", "/usr/lib/systemd/system/systemd-networkd.service"),
+    ):
+        link = wants / unit
+        if not link.is_symlink():
+            link.symlink_to(target)
+    # No package source at all: hosts get one from the package_source role, pointing at the bundle.
+    (root / "etc/apt/sources.list").unlink(missing_ok=True)
+    for sources in (root / "etc/apt/sources.list.d").glob("*"):
+        sources.unlink()
+    # Timers that would take the dpkg lock in the middle of a converge.
+    for timer in ("apt-daily.timer", "apt-daily-upgrade.timer"):
+        masked = root / "etc/systemd/system" / timer
+        masked.unlink(missing_ok=True)
+        masked.symlink_to("/dev/null")
+    # Each machine makes its own host keys and machine id on first boot.
+    for key in (root / "etc/ssh").glob("ssh_host_*"):
+        key.unlink()
+    (root / "etc/machine-id").write_text("")
+    (root / "var/lib/dbus/machine-id").unlink(missing_ok=True)
+    (root / "etc/fstab").write_text("/dev/vda / ext4 defaults,noatime 0 1\n")
+
+
+def build(force: bool = False, log=print) -> BaseImage:
+    """Return the cached base image, building it first if this machine has none for the current recipe."""
+    key = image_key()
+    image = BaseImage(paths.images_dir() / f"debian-{SUITE}-{key}")
+    if image.manifest.exists() and not force:
+        return image
+    if os.geteuid() != 0:
+        raise ImageError("building the lab image needs root (mmdebstrap --mode=root, mke2fs -d keeps owners)")
+    work = image.folder.with_name(image.folder.name + ".building")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    root = work / "root"
+    started = time.monotonic()
+    log(f"building base image {image.folder.name} (Debian {SUITE}, {len(BASE_PACKAGES)} packages)")
+    try:
+        _run(
+            "mmdebstrap",
+            [
+                "mmdebstrap",
+                "--mode=root",
+                "--variant=apt",
+                "--include=" + ",".join(BASE_PACKAGES),
+                SUITE,
+                str(root),
+                *source_lines(),
+            ],
+        )
+        _customise(root)
+        kernels = sorted((root / "boot").glob("vmlinuz-*"))
+        initrds = sorted((root / "boot").glob("initrd.img-*"))
+        if not kernels or not initrds:
+            raise ImageError("mmdebstrap produced no kernel or initrd in /boot")
+        shutil.copy2(kernels[-1], work / "vmlinuz")
+        shutil.copy2(initrds[-1], work / "initrd.img")
+        packages = _run("package list", ["chroot", str(root), "dpkg-query", "-W", "-f", "${Package}=${Version}\n"])
+        raw = work / "rootfs.raw"
+        _run("mke2fs", ["mke2fs", "-q", "-t", "ext4", "-L", "ironserve-root", "-d", str(root), str(raw), f"{ROOT_SIZE_GB}G"])
+        _run("qemu-img convert", ["qemu-img", "convert", "-O", "qcow2", str(raw), str(work / "rootfs.qcow2")])
+        raw.unlink()
+        shutil.rmtree(root)
+        manifest = {
+            "key": key,
+            "suite": SUITE,
+            "kernel": kernels[-1].name.removeprefix("vmlinuz-"),
+            "packages": sorted(packages.stdout.split()),
+            "build_seconds": round(time.monotonic() - started, 1),
+        }
+        (work / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    shutil.rmtree(image.folder, ignore_errors=True)
+    work.rename(image.folder)
+    log(f"base image ready in {manifest['build_seconds']} s: {image.folder}")
+    return image
+
+
+def kernel_release(image: BaseImage) -> str:
+    return json.loads(image.manifest.read_text())["kernel"]

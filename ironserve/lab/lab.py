@@ -1,0 +1,302 @@
+"""A lab: its machines, their data segment and the bundle server they install packages from.
+
+Everything a lab creates lives under ``labs/<name>/`` and in the interfaces named in its state file, so
+``down`` can remove all of it: QEMU processes are stopped by pid, the bridge and taps deleted, the folder
+removed. Caches (base image, bundle) stay: they are shared and keyed by their content.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from ironserve import paths
+from ironserve.bundle.build import Bundle
+from ironserve.lab import image as base_image
+from ironserve.lab import segment, vm
+from ironserve.lab.spec import BUNDLE_GUEST_ADDRESS, LabSpec
+
+DEFAULT_BOOT_TIMEOUT = 420.0
+
+FORWARDER = """#!{python} -I
+# One guest connection to the bundle server: QEMU runs this per connection with the guest on stdin/stdout.
+import os, socket, threading
+sock = socket.create_connection(("127.0.0.1", {port}))
+def guest_to_server():
+    while True:
+        data = os.read(0, 65536)
+        if not data:
+            break
+        sock.sendall(data)
+    try:
+        sock.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+threading.Thread(target=guest_to_server, daemon=True).start()
+while True:
+    data = sock.recv(65536)
+    if not data:
+        break
+    view = memoryview(data)
+    while view:
+        view = view[os.write(1, view):]
+"""
+
+
+class LabError(RuntimeError):
+    """The lab could not be brought up or down; the message says what and where."""
+
+
+@dataclass(frozen=True)
+class MachineState:
+    name: str
+    pid: int
+    ssh_port: int
+    folder: str
+    mgmt_mac: str
+    data_mac: str
+    boot_seconds: float
+
+
+def lab_folder(name: str) -> Path:
+    return paths.labs_dir() / name
+
+
+def state_file(name: str) -> Path:
+    return lab_folder(name) / "state.json"
+
+
+def ensure_ssh_key() -> Path:
+    key = paths.ssh_key_path()
+    if not key.exists():
+        key.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "ironserve-lab", "-f", str(key)],
+            check=True,
+        )
+    return key
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def load_state(name: str) -> dict | None:
+    try:
+        return json.loads(state_file(name).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def running(state: dict) -> dict[str, bool]:
+    return {m["name"]: vm.is_our_qemu(m["pid"], Path(m["folder"])) for m in state["machines"]}
+
+
+def _start_bundle_server(folder: Path, bundle: Bundle) -> tuple[int, int]:
+    port = free_port()
+    log = folder / "bundle-server.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ironserve.cli", "bundle", "serve", "--dir", str(bundle.folder),
+             "--bind", "127.0.0.1", "--port", str(port), "--access-log", str(folder / "bundle-access.log")],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            cwd=paths.REPO_ROOT,
+        )
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise LabError(f"the bundle server exited at start:\n{log.read_text()[-2000:]}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return process.pid, port
+        except OSError:
+            time.sleep(0.2)
+    raise LabError(f"the bundle server did not listen on 127.0.0.1:{port} within 15 s")
+
+
+def write_inventory(folder: Path, spec: LabSpec, machines: list[MachineState], key: Path,
+                    bundle: Bundle | None) -> Path:
+    """An Ansible inventory for this lab, for a person's ad-hoc use (the repo's inventories/lab is static)."""
+    group_vars: dict = {
+        "ansible_user": "root",
+        "ansible_ssh_private_key_file": str(key),
+        "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
+    }
+    if bundle is not None:
+        group_vars["package_source_bundle_url"] = f"http://{BUNDLE_GUEST_ADDRESS}/"
+        group_vars["package_source_bundle_key_file"] = str(bundle.public_key)
+    inventory = {
+        "all": {
+            "vars": group_vars,
+            "hosts": {m.name: {"ansible_host": "127.0.0.1", "ansible_port": m.ssh_port} for m in machines},
+        }
+    }
+    path = folder / "inventory.yml"
+    path.write_text(f"# Written by 'ironserve lab up' for lab {spec.name}.\n" + yaml.safe_dump(inventory))
+    return path
+
+
+def up(spec: LabSpec, bundle: Bundle | None, timeout: float = DEFAULT_BOOT_TIMEOUT, log=print) -> dict:
+    """Boot the lab (or return its state if it is already fully running)."""
+    existing = load_state(spec.name)
+    if existing is not None:
+        alive = running(existing)
+        if alive and all(alive.values()) and existing["spec"] == spec.to_dict():
+            return existing
+        log(f"lab {spec.name}: found a stale or different lab, taking it down first")
+        down(spec.name, log=log)
+    for machine in spec.machines:
+        if machine.ssh_port is not None and not _port_is_free(machine.ssh_port):
+            raise LabError(
+                f"machine {machine.name}: ssh_port {machine.ssh_port} on 127.0.0.1 is in use; "
+                "stop what holds it or declare another port"
+            )
+    key = ensure_ssh_key()
+    image = base_image.build(log=log)
+    folder = lab_folder(spec.name)
+    folder.mkdir(parents=True, exist_ok=True)
+    bridge, taps = segment.interface_names(spec.name, [m.name for m in spec.machines])
+    state: dict = {
+        "name": spec.name,
+        "spec": spec.to_dict(),
+        "folder": str(folder),
+        "bridge": bridge,
+        "taps": list(taps.values()),
+        "image": str(image.folder),
+        "accelerator": [],
+        "bundle_server_pid": None,
+        "bundle_server_port": None,
+        "machines": [],
+    }
+    # Written before anything is started, so that a failure half-way can still be torn down.
+    state_file(spec.name).write_text(json.dumps(state, indent=2))
+    try:
+        segment.create(bridge, list(taps.values()), spec.data_mtu)
+        forwarder = None
+        if bundle is not None:
+            pid, port = _start_bundle_server(folder, bundle)
+            state["bundle_server_pid"], state["bundle_server_port"] = pid, port
+            forwarder = folder / "bundle-forwarder"
+            forwarder.write_text(FORWARDER.format(python=sys.executable, port=port))
+            forwarder.chmod(0o755)
+        accel = vm.accelerator()
+        state["accelerator"] = accel
+        public_key = key.with_suffix(".pub").read_text()
+        plans = [
+            vm.MachinePlan(
+                machine=m,
+                folder=folder / m.name,
+                ssh_port=m.ssh_port or free_port(),
+                tap=taps[m.name],
+                data_mtu=spec.data_mtu,
+                public_key=public_key,
+                bundle_forwarder=forwarder,
+            )
+            for m in spec.machines
+        ]
+        started = {}
+        for plan in plans:
+            started[plan.machine.name] = vm.start(plan, image, accel)
+            state["machines"].append(
+                {"name": plan.machine.name, "pid": started[plan.machine.name], "ssh_port": plan.ssh_port,
+                 "folder": str(plan.folder), "mgmt_mac": plan.machine.mgmt_mac,
+                 "data_mac": plan.machine.data_mac, "boot_seconds": None}
+            )
+            state_file(spec.name).write_text(json.dumps(state, indent=2))
+        log(f"lab {spec.name}: {len(plans)} machine(s) started ({' '.join(accel[:2])}), waiting for SSH")
+        with ThreadPoolExecutor(max_workers=len(plans)) as pool:
+            waits = {p.machine.name: pool.submit(vm.wait_for_ssh, p, key, started[p.machine.name], timeout)
+                     for p in plans}
+            for entry in state["machines"]:
+                entry["boot_seconds"] = round(waits[entry["name"]].result(), 1)
+    except BaseException:
+        state_file(spec.name).write_text(json.dumps(state, indent=2))
+        raise
+    machines = [MachineState(**m) for m in state["machines"]]
+    state["inventory"] = str(write_inventory(folder, spec, machines, key, bundle))
+    state["ssh_key"] = str(key)
+    state_file(spec.name).write_text(json.dumps(state, indent=2))
+    log(f"lab {spec.name}: up; " + ", ".join(f"{m.name} on 127.0.0.1:{m.ssh_port} in {m.boot_seconds} s"
+                                            for m in machines))
+    return state
+
+
+def _stop_process(pid: int | None, marker: str) -> None:
+    if not pid:
+        return
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return
+    if marker.encode() not in cmdline:
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    for _ in range(50):
+        if not Path(f"/proc/{pid}").exists():
+            return
+        time.sleep(0.1)
+    os.kill(pid, signal.SIGKILL)
+
+
+def down(name: str, log=print) -> bool:
+    """Stop and remove everything of lab ``name``; return False when there was no such lab."""
+    state = load_state(name)
+    folder = lab_folder(name)
+    if state is None:
+        if folder.exists():
+            shutil.rmtree(folder)
+        return False
+    for machine in state["machines"]:
+        vm.stop(machine["pid"], Path(machine["folder"]))
+    _stop_process(state.get("bundle_server_pid"), "bundle")
+    segment.remove(state["bridge"], state["taps"])
+    shutil.rmtree(folder, ignore_errors=True)
+    log(f"lab {name}: down")
+    return True
+
+
+def status(name: str) -> dict | None:
+    state = load_state(name)
+    if state is None:
+        return None
+    alive = running(state)
+    return {
+        "name": name,
+        "machines": [
+            {"name": m["name"], "running": alive[m["name"]], "ssh_port": m["ssh_port"], "pid": m["pid"],
+             "boot_seconds": m["boot_seconds"]}
+            for m in state["machines"]
+        ],
+        "bridge": state["bridge"],
+        "inventory": state.get("inventory"),
+    }
+
+
+def all_labs() -> list[str]:
+    folder = paths.labs_dir()
+    return sorted(p.parent.name for p in folder.glob("*/state.json")) if folder.exists() else []

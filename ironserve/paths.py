@@ -1,0 +1,38 @@
+"""Where ironserve keeps state on the controller.
+
+Caches (the base image, the package bundle) outlive a lab so that a machine builds them once;
+everything a lab creates lives under its own folder and goes away with it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def home() -> Path:
+    """The ironserve state folder: $IRONSERVE_HOME, else ~/.cache/ironserve.
+
+    inventories/lab/group_vars/all.yml resolves the same folder for Ansible; keep the two in step.
+    """
+    explicit = os.environ.get("IRONSERVE_HOME")
+    return Path(explicit) if explicit else Path.home() / ".cache" / "ironserve"
+
+
+def images_dir() -> Path:
+    return home() / "images"
+
+
+def bundle_dir() -> Path:
+    return home() / "bundle"
+
+
+def labs_dir() -> Path:
+    return home() / "labs"
+
+
+def ssh_key_path() -> Path:
+    """The private key the lab machines accept for root (generated on first use)."""
+    return home() / "lab_ed25519"
