@@ -91,7 +91,7 @@ def cmd_lab_ssh(args: argparse.Namespace) -> int:
         print(f"lab {args.name} has no machine {args.machine!r}; it has: {', '.join(ports)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     argv = vm.ssh_argv(ports[args.machine], paths.ssh_key_path(), *args.command)
-    os.execvp(argv[0], argv)
+    os.execvp(argv[0], argv)  # noqa: S606 - an interactive ssh replaces this process on purpose
     return EXIT_ENVIRONMENT  # not reached
 
 
@@ -141,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     bundle = commands.add_parser("bundle", help="the offline package bundle for air-gapped sites")
     bundle_commands = bundle.add_subparsers(dest="bundle_command", required=True)
     build = bundle_commands.add_parser("build", help="download every package the roles declare, with dependencies")
-    build.add_argument("--out", help="bundle folder (default: %s)" % paths.bundle_dir())
+    build.add_argument("--out", help=f"bundle folder (default: {paths.bundle_dir()})")
     build.add_argument("--extra", nargs="*", default=[], help="more Debian packages to carry")
     build.add_argument("--force", action="store_true", help="rebuild even if the bundle matches the request")
     build.set_defaults(func=cmd_bundle_build)

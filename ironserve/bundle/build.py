@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 
 from ironserve import paths
-from ironserve.debian import ARCHITECTURE, ARCHIVE, ARCHIVE_KEYRING, COMPONENTS, SUITE, source_lines
+from ironserve.debian import ARCHITECTURE, ARCHIVE_KEYRING, SUITE, source_lines
 
 BUNDLE_SUITE = "ironserve"
 BUNDLE_COMPONENT = "main"
@@ -98,8 +98,13 @@ class _PrivateApt:
 
     def __init__(self, root: Path):
         self.root = root
-        for folder in ("etc/apt/sources.list.d", "etc/apt/preferences.d", "var/lib/apt/lists/partial",
-                       "var/cache/apt/archives/partial", "var/lib/dpkg"):
+        for folder in (
+            "etc/apt/sources.list.d",
+            "etc/apt/preferences.d",
+            "var/lib/apt/lists/partial",
+            "var/cache/apt/archives/partial",
+            "var/lib/dpkg",
+        ):
             (root / folder).mkdir(parents=True, exist_ok=True)
         (root / "var/lib/dpkg/status").write_text("")
         (root / "etc/apt/sources.list").write_text(
@@ -139,8 +144,9 @@ def signing_home() -> Path:
 
 
 def _gpg_list(home: Path) -> str:
-    result = subprocess.run(["gpg", "--batch", "--homedir", str(home), "--list-secret-keys"],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        ["gpg", "--batch", "--homedir", str(home), "--list-secret-keys"], capture_output=True, text=True
+    )
     return result.stdout
 
 
@@ -198,9 +204,7 @@ def build(packages: list[str], folder: Path | None = None, force: bool = False, 
         _run("apt-get download (bundle)", apt.argv("install", "--download-only", "-y", *sorted(set(packages))))
     except BundleError as exc:
         raise BundleError(f"resolving the declared packages against Debian {SUITE}: {exc}") from exc
-    simulated = _run(
-        "apt-get resolve (bundle)", apt.argv("install", "--simulate", "-y", *sorted(set(packages)))
-    ).stdout
+    simulated = _run("apt-get resolve (bundle)", apt.argv("install", "--simulate", "-y", *sorted(set(packages)))).stdout
     # "Inst libc6 (2.41-12 Debian:13.1/stable [amd64])": the closure apt would install on an empty host.
     resolved = re.findall(r"^Inst (\S+) \((\S+) .*\[(\S+)\]\)", simulated, flags=re.M)
     if not resolved:

@@ -31,7 +31,7 @@ BASE_PACKAGES = (
     "python3",
 )
 ROOT_SIZE_GB = 6
-IMAGE_FORMAT_VERSION = 1  # bump when the build steps below change what the image contains
+IMAGE_FORMAT_VERSION = 2  # bump when the build steps below change what the image contains
 
 SEED_SCRIPT = r"""#!/bin/sh
 # ironserve lab seed: gives this boot its identity from the kernel command line that the lab passed.
@@ -179,6 +179,10 @@ def _customise(root: Path) -> None:
         key.unlink()
     (root / "etc/machine-id").write_text("")
     (root / "var/lib/dbus/machine-id").unlink(missing_ok=True)
+    # mmdebstrap copies the build host's resolver; lab machines have none (nothing outside is reachable).
+    resolv = root / "etc/resolv.conf"
+    resolv.unlink(missing_ok=True)
+    resolv.write_text("# ironserve lab: no name service\n")
     (root / "etc/fstab").write_text("/dev/vda / ext4 defaults,noatime 0 1\n")
 
 
@@ -218,7 +222,10 @@ def build(force: bool = False, log=print) -> BaseImage:
         shutil.copy2(initrds[-1], work / "initrd.img")
         packages = _run("package list", ["chroot", str(root), "dpkg-query", "-W", "-f", "${Package}=${Version}\n"])
         raw = work / "rootfs.raw"
-        _run("mke2fs", ["mke2fs", "-q", "-t", "ext4", "-L", "ironserve-root", "-d", str(root), str(raw), f"{ROOT_SIZE_GB}G"])
+        _run(
+            "mke2fs",
+            ["mke2fs", "-q", "-t", "ext4", "-L", "ironserve-root", "-d", str(root), str(raw), f"{ROOT_SIZE_GB}G"],
+        )
         _run("qemu-img convert", ["qemu-img", "convert", "-O", "qcow2", str(raw), str(work / "rootfs.qcow2")])
         raw.unlink()
         shutil.rmtree(root)

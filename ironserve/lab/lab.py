@@ -119,9 +119,25 @@ def _start_bundle_server(folder: Path, bundle: Bundle) -> tuple[int, int]:
     log = folder / "bundle-server.log"
     with log.open("w") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "ironserve.cli", "bundle", "serve", "--dir", str(bundle.folder),
-             "--bind", "127.0.0.1", "--port", str(port), "--access-log", str(folder / "bundle-access.log")],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "ironserve.cli",
+                "bundle",
+                "serve",
+                "--dir",
+                str(bundle.folder),
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--access-log",
+                str(folder / "bundle-access.log"),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
             cwd=paths.REPO_ROOT,
         )
     deadline = time.monotonic() + 15
@@ -136,8 +152,9 @@ def _start_bundle_server(folder: Path, bundle: Bundle) -> tuple[int, int]:
     raise LabError(f"the bundle server did not listen on 127.0.0.1:{port} within 15 s")
 
 
-def write_inventory(folder: Path, spec: LabSpec, machines: list[MachineState], key: Path,
-                    bundle: Bundle | None) -> Path:
+def write_inventory(
+    folder: Path, spec: LabSpec, machines: list[MachineState], key: Path, bundle: Bundle | None
+) -> Path:
     """An Ansible inventory for this lab, for a person's ad-hoc use (the repo's inventories/lab is static)."""
     group_vars: dict = {
         "ansible_user": "root",
@@ -220,15 +237,22 @@ def up(spec: LabSpec, bundle: Bundle | None, timeout: float = DEFAULT_BOOT_TIMEO
         for plan in plans:
             started[plan.machine.name] = vm.start(plan, image, accel)
             state["machines"].append(
-                {"name": plan.machine.name, "pid": started[plan.machine.name], "ssh_port": plan.ssh_port,
-                 "folder": str(plan.folder), "mgmt_mac": plan.machine.mgmt_mac,
-                 "data_mac": plan.machine.data_mac, "boot_seconds": None}
+                {
+                    "name": plan.machine.name,
+                    "pid": started[plan.machine.name],
+                    "ssh_port": plan.ssh_port,
+                    "folder": str(plan.folder),
+                    "mgmt_mac": plan.machine.mgmt_mac,
+                    "data_mac": plan.machine.data_mac,
+                    "boot_seconds": None,
+                }
             )
             state_file(spec.name).write_text(json.dumps(state, indent=2))
         log(f"lab {spec.name}: {len(plans)} machine(s) started ({' '.join(accel[:2])}), waiting for SSH")
         with ThreadPoolExecutor(max_workers=len(plans)) as pool:
-            waits = {p.machine.name: pool.submit(vm.wait_for_ssh, p, key, started[p.machine.name], timeout)
-                     for p in plans}
+            waits = {
+                p.machine.name: pool.submit(vm.wait_for_ssh, p, key, started[p.machine.name], timeout) for p in plans
+            }
             for entry in state["machines"]:
                 entry["boot_seconds"] = round(waits[entry["name"]].result(), 1)
     except BaseException:
@@ -238,8 +262,10 @@ def up(spec: LabSpec, bundle: Bundle | None, timeout: float = DEFAULT_BOOT_TIMEO
     state["inventory"] = str(write_inventory(folder, spec, machines, key, bundle))
     state["ssh_key"] = str(key)
     state_file(spec.name).write_text(json.dumps(state, indent=2))
-    log(f"lab {spec.name}: up; " + ", ".join(f"{m.name} on 127.0.0.1:{m.ssh_port} in {m.boot_seconds} s"
-                                            for m in machines))
+    log(
+        f"lab {spec.name}: up; "
+        + ", ".join(f"{m.name} on 127.0.0.1:{m.ssh_port} in {m.boot_seconds} s" for m in machines)
+    )
     return state
 
 
@@ -288,8 +314,13 @@ def status(name: str) -> dict | None:
     return {
         "name": name,
         "machines": [
-            {"name": m["name"], "running": alive[m["name"]], "ssh_port": m["ssh_port"], "pid": m["pid"],
-             "boot_seconds": m["boot_seconds"]}
+            {
+                "name": m["name"],
+                "running": alive[m["name"]],
+                "ssh_port": m["ssh_port"],
+                "pid": m["pid"],
+                "boot_seconds": m["boot_seconds"],
+            }
             for m in state["machines"]
         ],
         "bridge": state["bridge"],

@@ -1,0 +1,68 @@
+# ironserve: 'make demo' boots the lab and provisions it; 'make test' runs every check.
+# Both install what they need (Debian packages with apt, Python packages into .venv).
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV := .venv
+BIN := $(VENV)/bin
+APT_PACKAGES := qemu-system-x86 qemu-utils mmdebstrap apt-utils gnupg iproute2 openssh-client e2fsprogs \
+	debian-archive-keyring ca-certificates python3-venv
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+SCENARIOS ?= smoke
+
+.PHONY: help setup apt-deps lint unit molecule test demo demo-down clean
+
+help:
+	@echo "make demo       boot the lab (two QEMU GPU-server stand-ins) and provision it with site.yml"
+	@echo "make demo-down  stop the demo lab and remove everything it created"
+	@echo "make test       lint, unit tests and the Molecule scenarios on the lab ($(SCENARIOS))"
+
+apt-deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${db:Status-Status}\n' $$p 2>/dev/null \
+	  | grep -qx installed || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages: $$missing"; \
+	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+$(BIN)/.installed: requirements-dev.txt pyproject.toml
+	python3 -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements-dev.txt
+	$(BIN)/pip install -q --no-deps -e .
+	touch $@
+
+setup: apt-deps $(BIN)/.installed
+
+lint: setup
+	$(BIN)/yamllint -s .
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/ansible-lint
+	$(BIN)/ansible-playbook --syntax-check -i inventories/example site.yml
+	$(BIN)/ansible-playbook --syntax-check -i inventories/lab site.yml
+
+unit: setup
+	$(BIN)/pytest tests
+
+molecule: setup
+	@for scenario in $(SCENARIOS); do \
+	  start=$$(date +%s); \
+	  PATH=$(CURDIR)/$(BIN):$$PATH NO_COLOR=1 COLUMNS=160 $(BIN)/molecule test -s $$scenario; \
+	  echo "molecule scenario $$scenario: $$(( $$(date +%s) - start )) s"; \
+	done
+
+test: lint unit molecule
+
+demo: setup
+	$(BIN)/ironserve lab up
+	$(BIN)/ansible-playbook -i inventories/lab site.yml
+	$(BIN)/ironserve lab status demo
+
+demo-down: setup
+	$(BIN)/ironserve lab down demo
+
+clean:
+	-$(BIN)/ironserve lab down --all
+	rm -rf $(VENV) .cache

@@ -1,0 +1,90 @@
+"""The package bundle: what the roles declare, and a signed index that apt can trust."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ironserve import paths
+from ironserve.bundle import build
+
+pytestmark = pytest.mark.skipif(shutil.which("apt-ftparchive") is None, reason="needs apt-utils (make setup)")
+
+
+def test_roles_declare_literal_packages():
+    declared = build.declared_packages(paths.REPO_ROOT / "roles")
+    assert "python3-apt" in declared["package_source"]
+    assert {"pciutils", "nvme-cli"} <= set(declared["host_baseline"])
+
+
+def test_templated_package_names_are_refused(tmp_path):
+    vars_dir = tmp_path / "myrole" / "vars"
+    vars_dir.mkdir(parents=True)
+    (vars_dir / "Debian.yml").write_text("myrole_packages:\n  - '{{ driver_package }}'\n")
+    with pytest.raises(build.BundleError, match=r"myrole_packages holds .*literal Debian package names"):
+        build.declared_packages(tmp_path)
+
+
+def test_request_key_ignores_order_and_duplicates():
+    assert build.request_key(["b", "a", "a"]) == build.request_key(["a", "b"])
+    assert build.request_key(["a"]) != build.request_key(["a", "b"])
+
+
+def _make_deb(folder: Path, name: str, version: str) -> Path:
+    root = folder / f"{name}-src"
+    (root / "DEBIAN").mkdir(parents=True)
+    (root / "usr/share/doc" / name).mkdir(parents=True)
+    (root / "usr/share/doc" / name / "README").write_text("test package\n")
+    (root / "DEBIAN/control").write_text(
+        f"Package: {name}\nVersion: {version}\nArchitecture: all\nMaintainer: t <t@example.invalid>\n"
+        "Description: test package\n"
+    )
+    deb = folder / f"{name}_{version}_all.deb"
+    subprocess.run(["dpkg-deb", "--build", "--root-owner-group", str(root), str(deb)], check=True, capture_output=True)
+    return deb
+
+
+@pytest.fixture
+def ironserve_home(tmp_path, monkeypatch):
+    """A private state folder; the gpg-agent that signing starts there is stopped afterwards."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("IRONSERVE_HOME", str(home))
+    yield home
+    subprocess.run(["gpgconf", "--homedir", str(home / "bundle-gpg"), "--kill", "all"], capture_output=True)
+
+
+def test_index_is_signed_and_verifies_with_the_published_key(tmp_path, ironserve_home):
+    bundle = tmp_path / "bundle"
+    (bundle / "pool").mkdir(parents=True)
+    _make_deb(bundle / "pool", "ironserve-probe", "1.0-1")
+    build._write_index(bundle, build.signing_home())
+
+    packages = (bundle / "dists/ironserve/main/binary-amd64/Packages").read_text()
+    assert "Package: ironserve-probe\n" in packages
+    assert "Version: 1.0-1\n" in packages
+    assert "Filename: pool/ironserve-probe_1.0-1_all.deb" in packages
+    release = (bundle / "dists/ironserve/Release").read_text()
+    assert "Suite: ironserve" in release
+    assert "main/binary-amd64/Packages.gz" in release
+
+    # A host that knows only the published public key accepts the index; a tampered one is refused.
+    keyring = tmp_path / "keyring.gpg"
+    subprocess.run(
+        ["gpg", "--batch", "--yes", "--dearmor", "-o", str(keyring), str(bundle / build.KEY_FILE)],
+        check=True,
+        capture_output=True,
+    )
+    inrelease = bundle / "dists/ironserve/InRelease"
+    verified = subprocess.run(["gpgv", "--keyring", str(keyring), str(inrelease)], capture_output=True)
+    assert verified.returncode == 0, verified.stderr
+    inrelease.write_text(inrelease.read_text().replace("Suite: ironserve", "Suite: tampered"))
+    assert subprocess.run(["gpgv", "--keyring", str(keyring), str(inrelease)], capture_output=True).returncode != 0
+
+
+def test_signing_key_is_made_once(ironserve_home):
+    first = build.signing_home()
+    fingerprint = build._gpg(first, "--with-colons", "--list-secret-keys").stdout
+    assert build._gpg(build.signing_home(), "--with-colons", "--list-secret-keys").stdout == fingerprint

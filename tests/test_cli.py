@@ -1,0 +1,32 @@
+"""The ironserve command: bad input is refused before anything happens, with exit code 2."""
+
+from __future__ import annotations
+
+from ironserve import cli
+
+
+def test_bad_lab_declaration_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("IRONSERVE_HOME", str(tmp_path / "home"))
+    declaration = tmp_path / "lab.yml"
+    declaration.write_text("name: t\nmachines:\n  - name: a\n    nvme: [{serial: X, size_gb: 0}]\n")
+    assert cli.main(["lab", "up", "--file", str(declaration)]) == cli.EXIT_BAD_INPUT
+    assert "machine a: nvme[0].size_gb must be a whole number from 1 to 4096, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "home").exists()
+
+
+def test_status_without_labs(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("IRONSERVE_HOME", str(tmp_path))
+    assert cli.main(["lab", "status"]) == cli.EXIT_OK
+    assert capsys.readouterr().out.strip() == "no lab is up"
+
+
+def test_ssh_to_a_lab_that_is_not_up(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("IRONSERVE_HOME", str(tmp_path))
+    assert cli.main(["lab", "ssh", "nolab", "m1"]) == cli.EXIT_BAD_INPUT
+    assert "lab nolab is not up" in capsys.readouterr().err
+
+
+def test_down_of_a_lab_that_is_not_up_is_harmless(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("IRONSERVE_HOME", str(tmp_path))
+    assert cli.main(["lab", "down", "nolab"]) == cli.EXIT_OK
+    assert "not up" in capsys.readouterr().out

@@ -1,0 +1,108 @@
+"""The QEMU command line: emulated hardware as declared, networks that reach nothing else."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ironserve.lab import vm
+from ironserve.lab.image import BaseImage
+from ironserve.lab.segment import interface_names
+from ironserve.lab.spec import lab_from_dict
+
+LAB = lab_from_dict(
+    {
+        "name": "unit",
+        "machines": [
+            {
+                "name": "gpu-a",
+                "cpus": 4,
+                "memory_mb": 2048,
+                "nvme": [{"serial": "N0", "size_gb": 2}, {"serial": "N1", "size_gb": 3}],
+                "hdd": [{"serial": "H0", "size_gb": 8, "rotation_rate": 10000}],
+            }
+        ],
+    }
+)
+
+
+def _plan(tmp_path: Path, forwarder: Path | None = None) -> vm.MachinePlan:
+    return vm.MachinePlan(
+        machine=LAB.machines[0],
+        folder=tmp_path / "gpu-a",
+        ssh_port=22555,
+        tap="isvtest0",
+        data_mtu=9000,
+        public_key="ssh-ed25519 AAAATEST ironserve-lab",
+        bundle_forwarder=forwarder,
+    )
+
+
+def _options(argv: list[str], flag: str) -> list[str]:
+    return [argv[i + 1] for i, arg in enumerate(argv) if arg == flag]
+
+
+def test_devices_follow_the_declaration(tmp_path):
+    argv = vm.qemu_argv(_plan(tmp_path), BaseImage(tmp_path / "img"), ["-accel", "tcg"])
+    devices = _options(argv, "-device")
+    assert [d for d in devices if d.startswith("nvme,")] == ["nvme,drive=nvme0,serial=N0", "nvme,drive=nvme1,serial=N1"]
+    assert "scsi-hd,drive=hdd0,bus=scsi0.0,serial=H0,rotation_rate=10000" in devices
+    assert f"virtio-net-pci,netdev=data,mac={LAB.machines[0].data_mac},host_mtu=9000" in devices
+    assert f"virtio-net-pci,netdev=mgmt,mac={LAB.machines[0].mgmt_mac}" in devices
+    assert _options(argv, "-smp") == ["4"]
+    assert _options(argv, "-m") == ["2048"]
+    drives = _options(argv, "-drive")
+    assert drives[0].startswith(f"file={tmp_path}/gpu-a/root.qcow2,if=virtio")
+    assert len(drives) == 4
+
+
+def test_management_network_is_restricted_and_loopback_only(tmp_path):
+    forwarder = tmp_path / "fwd"
+    argv = vm.qemu_argv(_plan(tmp_path, forwarder), BaseImage(tmp_path / "img"), [])
+    user, tap = _options(argv, "-netdev")
+    options = user.split(",")
+    assert options[:3] == ["user", "id=mgmt", "restrict=on"]
+    assert "hostfwd=tcp:127.0.0.1:22555-:22" in options
+    assert f"guestfwd=tcp:10.0.2.100:80-cmd:{forwarder}" in options
+    assert tap == "tap,id=data,ifname=isvtest0,script=no,downscript=no"
+
+
+def test_without_a_bundle_there_is_no_forward(tmp_path):
+    argv = vm.qemu_argv(_plan(tmp_path), BaseImage(tmp_path / "img"), [])
+    assert "guestfwd" not in _options(argv, "-netdev")[0]
+
+
+def test_kernel_command_line_carries_identity(tmp_path):
+    line = vm.kernel_command_line(_plan(tmp_path))
+    assert "ironserve.hostname=gpu-a" in line
+    assert "ironserve.mgmt_addr=10.0.2.15/24" in line
+    assert f"ironserve.data_mac={LAB.machines[0].data_mac}" in line
+    assert " " not in line.split("ironserve.sshkey=")[1].split()[0]
+
+
+@pytest.mark.parametrize(
+    ("flags", "kvm_usable", "expected"),
+    [
+        ({"fpu", "sse2"}, True, ["-accel", "tcg,thread=multi", "-cpu", "max"]),
+        ({"fpu", "vmx"}, False, ["-accel", "tcg,thread=multi", "-cpu", "max"]),
+        ({"fpu", "vmx"}, True, ["-accel", "kvm", "-cpu", "host"]),
+        ({"svm"}, True, ["-accel", "kvm", "-cpu", "host"]),
+    ],
+)
+def test_kvm_only_with_hardware_virtualisation(monkeypatch, flags, kvm_usable, expected):
+    monkeypatch.setattr(vm.os, "access", lambda path, mode: kvm_usable)
+    assert vm.accelerator(flags) == expected
+
+
+def test_interface_names_fit_linux_and_differ_between_labs():
+    bridge, taps = interface_names("a-very-long-lab-name-indeed", ["m1", "m2"])
+    assert all(len(name) <= 15 for name in [bridge, *taps.values()])
+    other_bridge, _ = interface_names("another-lab", ["m1"])
+    assert bridge != other_bridge
+    assert len(set(taps.values())) == 2
+
+
+def test_is_our_qemu_refuses_foreign_pids(tmp_path):
+    assert not vm.is_our_qemu(1, tmp_path)
+    assert not vm.is_our_qemu(2**22 + 7, tmp_path)
