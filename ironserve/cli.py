@@ -79,6 +79,17 @@ def cmd_lab_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_lab_leftovers(args: argparse.Namespace) -> int:
+    from ironserve.lab import lab
+
+    found = lab.leftovers()
+    for item in found:
+        print(f"left behind: {item}")
+    if not found:
+        print("no lab process, interface or folder is left on this machine")
+    return EXIT_ENVIRONMENT if found else EXIT_OK
+
+
 def cmd_lab_ssh(args: argparse.Namespace) -> int:
     from ironserve.lab import lab, vm
 
@@ -132,6 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("name", nargs="?")
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=cmd_lab_status)
+    leftovers = lab.add_parser("leftovers", help="list what labs left behind (exit 3 if anything)")
+    leftovers.set_defaults(func=cmd_lab_leftovers)
     ssh = lab.add_parser("ssh", help="open a root shell (or run a command) on a lab machine")
     ssh.add_argument("name")
     ssh.add_argument("machine")

@@ -8,7 +8,7 @@ import pytest
 
 from ironserve.lab import vm
 from ironserve.lab.image import BaseImage
-from ironserve.lab.segment import interface_names
+from ironserve.lab.segment import interface_names, is_lab_interface
 from ironserve.lab.spec import lab_from_dict
 
 LAB = lab_from_dict(
@@ -106,3 +106,17 @@ def test_interface_names_fit_linux_and_differ_between_labs():
 def test_is_our_qemu_refuses_foreign_pids(tmp_path):
     assert not vm.is_our_qemu(1, tmp_path)
     assert not vm.is_our_qemu(2**22 + 7, tmp_path)
+
+
+def test_lab_interfaces_are_recognised_for_cleanup():
+    bridge, taps = interface_names("demo", ["a", "b"])
+    assert all(is_lab_interface(name) for name in [bridge, *taps.values()])
+    assert not any(is_lab_interface(name) for name in ["eth0", "isv-other", "docker0", "isv123456br0"])
+
+
+def test_same_lab_name_in_two_state_folders_gets_two_bridges(tmp_path, monkeypatch):
+    monkeypatch.setenv("IRONSERVE_HOME", str(tmp_path / "one"))
+    first, _ = interface_names("mol-smoke", ["a"])
+    monkeypatch.setenv("IRONSERVE_HOME", str(tmp_path / "two"))
+    second, _ = interface_names("mol-smoke", ["a"])
+    assert first != second

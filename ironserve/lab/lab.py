@@ -331,3 +331,25 @@ def status(name: str) -> dict | None:
 def all_labs() -> list[str]:
     folder = paths.labs_dir()
     return sorted(p.parent.name for p in folder.glob("*/state.json")) if folder.exists() else []
+
+
+def leftovers() -> list[str]:
+    """Whatever labs left on this machine: QEMU or bundle-server processes of a lab, lab interfaces, lab folders.
+
+    Empty after every lab is down; the test command checks it after each scenario.
+    """
+    found: list[str] = []
+    labs = str(paths.labs_dir()).encode()
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(labs in arg for arg in argv):
+            found.append(f"process {proc.name}: {b' '.join(argv).decode(errors='replace')[:160]}")
+    for interface in sorted(Path("/sys/class/net").iterdir()):
+        if segment.is_lab_interface(interface.name):
+            found.append(f"network interface {interface.name}")
+    if paths.labs_dir().exists():
+        found += [f"lab folder {folder}" for folder in sorted(paths.labs_dir().iterdir())]
+    return found

@@ -8,8 +8,11 @@ and 802.1Q-tagged frames between TCG guests, where a VDE switch dropped jumbo fr
 from __future__ import annotations
 
 import hashlib
+import re
 import subprocess
 from pathlib import Path
+
+from ironserve import paths
 
 
 class SegmentError(RuntimeError):
@@ -17,10 +20,18 @@ class SegmentError(RuntimeError):
 
 
 def interface_names(lab: str, machine_names: list[str]) -> tuple[str, dict[str, str]]:
-    """Short, per-lab interface names (Linux allows 15 characters) that cannot clash between labs."""
-    tag = hashlib.sha256(lab.encode()).hexdigest()[:6]
+    """Short, per-lab interface names (Linux allows 15 characters) that do not clash between labs, nor
+    between two state folders (a developer's checkout and CI on one machine) using the same lab name."""
+    tag = hashlib.sha256(f"{paths.labs_dir()}/{lab}".encode()).hexdigest()[:6]
     taps = {name: f"isv{tag}t{index}" for index, name in enumerate(machine_names)}
     return f"isv{tag}br", taps
+
+
+_LAB_INTERFACE = re.compile(r"^isv[0-9a-f]{6}(br|t[0-9]+)$")
+
+
+def is_lab_interface(name: str) -> bool:
+    return bool(_LAB_INTERFACE.match(name))
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:

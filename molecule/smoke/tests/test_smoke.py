@@ -174,3 +174,40 @@ def test_qemu_network_is_restricted(machine):
         ).stdout
     )
     assert addresses[0].get("addr_info", []) == []
+
+
+def _run_package_source(limit: str, tmp_path: Path, **extra_vars: str) -> subprocess.CompletedProcess:
+    project = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
+    playbook = tmp_path / "package_source.yml"
+    playbook.write_text(
+        f"- name: Apply package_source alone\n  hosts: {limit}\n  gather_facts: false\n"
+        "  roles:\n    - role: package_source\n"
+    )
+    env = {**os.environ, "ANSIBLE_ROLES_PATH": str(project / "roles"), "ANSIBLE_NOCOLOR": "1"}
+    argv = ["ansible-playbook", "-i", INVENTORY, str(playbook)]
+    for key, value in extra_vars.items():
+        argv += ["-e", f"{key}={value}"]
+    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
+
+
+SOURCES_STATE = "sha256sum /etc/apt/sources.list.d/* /etc/apt/keyrings/*; ls -la /etc/apt/sources.list.d"
+
+
+@pytest.mark.parametrize(
+    ("extra_vars", "message"),
+    [
+        ({"package_source_bundle_url": "10.0.2.100"}, "package_source_bundle_url must be the bundle's http(s) address"),
+        ({"package_source_bundle_key_file": "/nonexistent/ironserve-bundle.asc"}, "which does not exist on"),
+        ({"package_source_kind": "mirror"}, "package_source_kind"),
+    ],
+)
+def test_package_source_refuses_bad_input_and_changes_nothing(tmp_path, extra_vars, message):
+    first = next(iter(MACHINES))
+    target = _peer(first)
+    before = target.check_output(SOURCES_STATE)
+    result = _run_package_source(first, tmp_path, **extra_vars)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert message in output
+    assert "changed=0" in output
+    assert target.check_output(SOURCES_STATE) == before
