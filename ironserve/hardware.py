@@ -1,0 +1,259 @@
+"""Hardware rules: accelerator models by PCI id, their architecture and what each architecture can do.
+
+The one place these rules live. The probe module uses it on the target (module_utils/ironserve_hardware.py
+is a link to this file, so it must stay stdlib-only and import nothing from ironserve), the preflight
+filters and the CLI use it on the controller.
+
+PCI device ids are from the PCI ID Repository (pci.ids, Debian package pci.ids 0.0~2025.06.09);
+memory sizes and compute capabilities from the vendors' data sheets and CUDA's compute capability table.
+"""
+
+from __future__ import annotations
+
+NVIDIA_VENDOR = "0x10de"
+AMD_VENDOR = "0x1002"
+# PCI classes: 0x0300 VGA, 0x0302 3D controller (datacenter NVIDIA), 0x0380 display (AMD Instinct),
+# 0x1200 processing accelerator (newer AMD Instinct), 0x0680 bridge (NVIDIA NVSwitch).
+GPU_CLASSES = ("0x0300", "0x0302", "0x0380", "0x1200")
+NVSWITCH_CLASS = "0x0680"
+
+# Per architecture: CUDA compute capability (or the AMD gfx target), whether NVIDIA's open kernel modules
+# are unsupported, supported or required, FP8 tensor support, and the oldest driver branch that runs it.
+ARCHITECTURES: dict[str, dict] = {
+    "pascal": {
+        "vendor": "nvidia",
+        "compute_capability": "6.0",
+        "open_kernel_module": "unsupported",
+        "fp8": False,
+        "min_driver_branch": 375,
+    },
+    "volta": {
+        "vendor": "nvidia",
+        "compute_capability": "7.0",
+        "open_kernel_module": "unsupported",
+        "fp8": False,
+        "min_driver_branch": 384,
+    },
+    "turing": {
+        "vendor": "nvidia",
+        "compute_capability": "7.5",
+        "open_kernel_module": "supported",
+        "fp8": False,
+        "min_driver_branch": 410,
+    },
+    "ampere": {
+        "vendor": "nvidia",
+        "compute_capability": "8.0",
+        "open_kernel_module": "supported",
+        "fp8": False,
+        "min_driver_branch": 450,
+    },
+    "ampere-ga10x": {
+        "vendor": "nvidia",
+        "compute_capability": "8.6",
+        "open_kernel_module": "supported",
+        "fp8": False,
+        "min_driver_branch": 455,
+    },
+    "ampere-orin": {
+        "vendor": "nvidia",
+        "compute_capability": "8.7",
+        "open_kernel_module": "not_applicable",
+        "fp8": False,
+        "min_driver_branch": None,
+    },
+    "ada": {
+        "vendor": "nvidia",
+        "compute_capability": "8.9",
+        "open_kernel_module": "supported",
+        "fp8": True,
+        "min_driver_branch": 525,
+    },
+    "hopper": {
+        "vendor": "nvidia",
+        "compute_capability": "9.0",
+        "open_kernel_module": "supported",
+        "fp8": True,
+        "min_driver_branch": 525,
+    },
+    "blackwell": {
+        "vendor": "nvidia",
+        "compute_capability": "10.0",
+        "open_kernel_module": "required",
+        "fp8": True,
+        "min_driver_branch": 570,
+    },
+    "blackwell-gb20x": {
+        "vendor": "nvidia",
+        "compute_capability": "12.0",
+        "open_kernel_module": "required",
+        "fp8": True,
+        "min_driver_branch": 570,
+    },
+    "cdna2": {
+        "vendor": "amd",
+        "compute_capability": "gfx90a",
+        "open_kernel_module": "not_applicable",
+        "fp8": False,
+        "min_driver_branch": None,
+    },
+    "cdna3": {
+        "vendor": "amd",
+        "compute_capability": "gfx942",
+        "open_kernel_module": "not_applicable",
+        "fp8": True,
+        "min_driver_branch": None,
+    },
+}
+
+# (vendor, device id) -> (model, architecture, memory GiB, NVLink/Infinity Fabric capable form factor)
+_MODELS: dict[tuple[str, str], tuple[str, str, int, bool]] = {
+    (NVIDIA_VENDOR, "0x15f7"): ("Tesla P100 PCIe 12GB", "pascal", 12, False),
+    (NVIDIA_VENDOR, "0x15f8"): ("Tesla P100 PCIe 16GB", "pascal", 16, False),
+    (NVIDIA_VENDOR, "0x15f9"): ("Tesla P100 SXM2 16GB", "pascal", 16, True),
+    (NVIDIA_VENDOR, "0x1b38"): ("Tesla P40", "pascal", 24, False),
+    (NVIDIA_VENDOR, "0x1db1"): ("Tesla V100 SXM2 16GB", "volta", 16, True),
+    (NVIDIA_VENDOR, "0x1db4"): ("Tesla V100 PCIe 16GB", "volta", 16, False),
+    (NVIDIA_VENDOR, "0x1db5"): ("Tesla V100 SXM2 32GB", "volta", 32, True),
+    (NVIDIA_VENDOR, "0x1db6"): ("Tesla V100 PCIe 32GB", "volta", 32, False),
+    (NVIDIA_VENDOR, "0x1df6"): ("Tesla V100S PCIe 32GB", "volta", 32, False),
+    (NVIDIA_VENDOR, "0x1eb8"): ("Tesla T4", "turing", 16, False),
+    (NVIDIA_VENDOR, "0x20b0"): ("A100 SXM4 40GB", "ampere", 40, True),
+    (NVIDIA_VENDOR, "0x20b1"): ("A100 PCIe 40GB", "ampere", 40, False),
+    (NVIDIA_VENDOR, "0x20b2"): ("A100 SXM4 80GB", "ampere", 80, True),
+    (NVIDIA_VENDOR, "0x20b5"): ("A100 PCIe 80GB", "ampere", 80, False),
+    (NVIDIA_VENDOR, "0x20b7"): ("A30 PCIe", "ampere", 24, False),
+    (NVIDIA_VENDOR, "0x20f1"): ("A100 PCIe 40GB", "ampere", 40, False),
+    (NVIDIA_VENDOR, "0x20f3"): ("A800 SXM4 80GB", "ampere", 80, True),
+    (NVIDIA_VENDOR, "0x2230"): ("RTX A6000", "ampere-ga10x", 48, False),
+    (NVIDIA_VENDOR, "0x2235"): ("A40", "ampere-ga10x", 48, False),
+    (NVIDIA_VENDOR, "0x2236"): ("A10", "ampere-ga10x", 24, False),
+    (NVIDIA_VENDOR, "0x2684"): ("GeForce RTX 4090", "ada", 24, False),
+    (NVIDIA_VENDOR, "0x26b1"): ("RTX 6000 Ada Generation", "ada", 48, False),
+    (NVIDIA_VENDOR, "0x26b5"): ("L40", "ada", 48, False),
+    (NVIDIA_VENDOR, "0x26b9"): ("L40S", "ada", 48, False),
+    (NVIDIA_VENDOR, "0x27b8"): ("L4", "ada", 24, False),
+    (NVIDIA_VENDOR, "0x2321"): ("H100 NVL 94GB", "hopper", 94, False),
+    (NVIDIA_VENDOR, "0x2324"): ("H800 SXM5 80GB", "hopper", 80, True),
+    (NVIDIA_VENDOR, "0x2330"): ("H100 SXM5 80GB", "hopper", 80, True),
+    (NVIDIA_VENDOR, "0x2331"): ("H100 PCIe 80GB", "hopper", 80, False),
+    (NVIDIA_VENDOR, "0x2335"): ("H200 SXM 141GB", "hopper", 141, True),
+    (NVIDIA_VENDOR, "0x233b"): ("H200 NVL 141GB", "hopper", 141, False),
+    (NVIDIA_VENDOR, "0x2342"): ("GH200 96GB", "hopper", 96, True),
+    (NVIDIA_VENDOR, "0x2901"): ("B200 180GB", "blackwell", 180, True),
+    (NVIDIA_VENDOR, "0x2941"): ("GB200 186GB", "blackwell", 186, True),
+    (NVIDIA_VENDOR, "0x2b85"): ("GeForce RTX 5090", "blackwell-gb20x", 32, False),
+    (NVIDIA_VENDOR, "0x2bb5"): ("RTX PRO 6000 Blackwell Server Edition", "blackwell-gb20x", 96, False),
+    (AMD_VENDOR, "0x7408"): ("Instinct MI250X", "cdna2", 128, True),
+    (AMD_VENDOR, "0x740c"): ("Instinct MI250X/MI250", "cdna2", 128, True),
+    (AMD_VENDOR, "0x740f"): ("Instinct MI210", "cdna2", 64, False),
+    (AMD_VENDOR, "0x74a1"): ("Instinct MI300X", "cdna3", 192, True),
+    (AMD_VENDOR, "0x74a5"): ("Instinct MI325X", "cdna3", 256, True),
+}
+
+# NVSwitch device ids (PCI class 0x0680): the fabric of HGX boards that needs Fabric Manager.
+NVSWITCH_DEVICES = {"0x1af1": "A100 NVSwitch (gen 2)", "0x22a3": "H100 NVSwitch (gen 3)"}
+
+# Jetson modules identify themselves by device-tree model, not PCI: integrated GPU, shared memory.
+JETSON_MODELS = {
+    "Jetson AGX Orin": ("Jetson AGX Orin", "ampere-orin"),
+    "Jetson Orin NX": ("Jetson Orin NX", "ampere-orin"),
+    "Jetson Orin Nano": ("Jetson Orin Nano", "ampere-orin"),
+}
+
+# The hardware profiles of our design: what a host of each profile must have.
+PROFILES: dict[str, dict] = {
+    "realtime": {
+        "vendor": "nvidia",
+        "min_compute_capability": "8.0",
+        "description": "real-time serving on datacenter NVIDIA GPUs (A100 class or newer)",
+    },
+    "batch": {
+        "vendor": "amd",
+        "min_compute_capability": None,
+        "description": "batch inference on AMD Instinct (MI250X class or newer)",
+    },
+    "edge": {
+        "vendor": "nvidia",
+        "min_compute_capability": "8.7",
+        "integrated": True,
+        "description": "edge inference on NVIDIA Jetson AGX Orin",
+    },
+    "none": {
+        "vendor": None,
+        "min_compute_capability": None,
+        "description": "no accelerator (image builds and the lab)",
+    },
+}
+
+
+def normalise_id(value: str) -> str:
+    """'0x2335', '2335', '0x233510DE' (nvidia-smi's device+vendor form) -> '0x2335'."""
+    text = value.strip().lower().removeprefix("0x")
+    if len(text) == 8:  # nvidia-smi pci_device_id: device id in the high 16 bits, vendor in the low
+        text = text[:4]
+    return "0x" + text.zfill(4)
+
+
+def describe_gpu(vendor: str, device: str) -> dict:
+    """Everything the rules know of one accelerator; unknown ids say so instead of guessing."""
+    vendor, device = normalise_id(vendor), normalise_id(device)
+    known = _MODELS.get((vendor, device))
+    if known is None:
+        brand = {NVIDIA_VENDOR: "nvidia", AMD_VENDOR: "amd"}.get(vendor, "unknown")
+        return {
+            "vendor": brand,
+            "device_id": device,
+            "model": f"unknown {brand} device {device}",
+            "architecture": None,
+            "compute_capability": None,
+            "memory_gib": None,
+            "open_kernel_module": None,
+            "fp8": None,
+            "known": False,
+            "high_bandwidth_form": None,
+        }
+    model, architecture, memory, sxm = known
+    return {
+        "device_id": device,
+        "model": model,
+        "memory_gib": memory,
+        "known": True,
+        "high_bandwidth_form": sxm,
+        **architecture_facts(architecture),
+    }
+
+
+def architecture_facts(architecture: str) -> dict:
+    facts = ARCHITECTURES[architecture]
+    return {
+        "vendor": facts["vendor"],
+        "architecture": architecture,
+        "compute_capability": facts["compute_capability"],
+        "open_kernel_module": facts["open_kernel_module"],
+        "fp8": facts["fp8"],
+    }
+
+
+def describe_jetson(device_tree_model: str) -> dict | None:
+    for marker, (model, architecture) in JETSON_MODELS.items():
+        if marker in device_tree_model:
+            return {
+                "device_id": None,
+                "model": model,
+                "memory_gib": None,
+                "known": True,
+                "high_bandwidth_form": False,
+                "integrated": True,
+                **architecture_facts(architecture),
+            }
+    return None
+
+
+def capability_at_least(have: str | None, need: str | None) -> bool:
+    """Compare CUDA compute capabilities ('8.0' <= '9.0'); anything unknown or non-CUDA is not enough."""
+    if need is None:
+        return True
+    if have is None or not have[0].isdigit():
+        return False
+    return tuple(int(p) for p in have.split(".")) >= tuple(int(p) for p in need.split("."))

@@ -1,0 +1,124 @@
+"""Preflight: compare the probe's facts with what the inventory declares, and list every difference.
+
+Used by the preflight role through the ``ironserve_preflight_problems`` filter; each problem is one
+sentence that names the inventory variable and what was found, so one failure can list them all.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ironserve import hardware
+
+
+def _disk_index(disks: list[dict]) -> dict[str, dict]:
+    """Every name a disk can be declared by: /dev/NAME, NAME, each /dev/disk/by-id link, its serial."""
+    index: dict[str, dict] = {}
+    for disk in disks:
+        for key in [disk["path"], disk["name"], *disk.get("by_id_all", []), disk.get("serial")]:
+            if key:
+                index[key] = disk
+    return index
+
+
+def _gpu_problems(gpu: dict, declared: dict) -> list[str]:
+    problems = []
+    gpus = gpu.get("gpus", [])
+    found = ", ".join(f"{g['model']} at {g['pci_address'] or 'SoC'}" for g in gpus) or "none"
+    expected_count = declared.get("gpu_count")
+    if expected_count is not None and len(gpus) != expected_count:
+        problems.append(f"ironserve_gpu_count is {expected_count}, but the probe found {len(gpus)} GPU(s): {found}")
+    expected_model = declared.get("gpu_model")
+    if expected_model:
+        wrong = [g for g in gpus if expected_model.lower() not in g["model"].lower()]
+        if wrong or not gpus:
+            problems.append(f"ironserve_gpu_model is '{expected_model}', but the probe found: {found}")
+    for g in gpus:
+        if not g.get("known", True):
+            problems.append(
+                f"GPU at {g['pci_address']} is {g['model']}, which ironserve's hardware rules do not know: "
+                "add its PCI id to ironserve/hardware.py"
+            )
+    profile_name = declared.get("profile")
+    profile = hardware.PROFILES.get(profile_name or "")
+    if profile is None:
+        return [
+            *problems,
+            f"ironserve_hardware_profile is '{profile_name}'; use one of: {', '.join(sorted(hardware.PROFILES))}",
+        ]
+    if profile["vendor"] is None:
+        return problems
+    if not gpus:
+        problems.append(
+            f"ironserve_hardware_profile '{profile_name}' ({profile['description']}) needs GPUs, and the probe "
+            "found none; set ironserve_image_build: true to prepare a host without its GPUs"
+        )
+    for g in gpus:
+        if g["vendor"] != profile["vendor"]:
+            problems.append(
+                f"ironserve_hardware_profile '{profile_name}' needs {profile['vendor']} GPUs, "
+                f"found {g['model']} ({g['vendor']}) at {g['pci_address'] or 'SoC'}"
+            )
+        elif not hardware.capability_at_least(g.get("compute_capability"), profile["min_compute_capability"]):
+            problems.append(
+                f"ironserve_hardware_profile '{profile_name}' needs compute capability "
+                f"{profile['min_compute_capability']} or newer, {g['model']} has {g.get('compute_capability')}"
+            )
+    return problems
+
+
+def _disk_problems(storage: dict, tiers: dict[str, list[str]]) -> list[str]:
+    problems = []
+    index = _disk_index(storage.get("disks", []))
+    claimed: dict[str, str] = {}
+    for tier, devices in tiers.items():
+        variable = f"{tier}_tier_devices"
+        for device in devices or []:
+            disk = index.get(device)
+            if disk is None:
+                problems.append(f"{variable} names {device}, which this host does not have")
+                continue
+            owner = claimed.get(disk["name"])
+            if owner == variable:
+                problems.append(f"{variable} names /dev/{disk['name']} twice (as {device})")
+            elif owner:
+                problems.append(f"/dev/{disk['name']} is named in both {owner} and {variable}")
+            claimed[disk["name"]] = variable
+            if any(reason.startswith("system disk") for reason in disk.get("in_use_reasons", [])):
+                problems.append(f"{variable} names {device} (/dev/{disk['name']}), the system disk")
+    return problems
+
+
+def _nic_problems(network: dict, declared: dict) -> list[str]:
+    problems = []
+    macs = {nic["mac"]: nic for nic in network.get("nics", []) if nic.get("mac")}
+    found = ", ".join(f"{n['name']} {mac}" for mac, n in sorted(macs.items())) or "none"
+    mgmt = (declared.get("mgmt_mac") or "").lower()
+    if mgmt and mgmt not in macs:
+        problems.append(f"mgmt_network_mac is {mgmt}, which no NIC of this host has (found: {found})")
+    for mac in [m.lower() for m in declared.get("data_macs") or []]:
+        if mac == mgmt:
+            problems.append(f"data_network_macs lists {mac}, the management NIC; the data plane must not use it")
+        elif mac not in macs:
+            problems.append(f"data_network_macs lists {mac}, which no NIC of this host has (found: {found})")
+    return problems
+
+
+def problems(hw: dict[str, Any], declared: dict[str, Any]) -> list[str]:
+    """Every mismatch between the probed host ``hw`` (ironserve_hw) and the inventory's declarations.
+
+    ``declared`` keys: profile, gpu_count, gpu_model, image_build, tiers ({hot: [...], warm: [...]}),
+    mgmt_mac, data_macs.
+    """
+    found: list[str] = []
+    if declared.get("image_build"):
+        profile = declared.get("profile")
+        if profile not in hardware.PROFILES:
+            found.append(
+                f"ironserve_hardware_profile is '{profile}'; use one of: {', '.join(sorted(hardware.PROFILES))}"
+            )
+    else:
+        found += _gpu_problems(hw.get("gpu", {}), declared)
+    found += _disk_problems(hw.get("storage", {}), declared.get("tiers") or {})
+    found += _nic_problems(hw.get("network", {}), declared)
+    return found

@@ -1,0 +1,110 @@
+#!/usr/bin/python
+"""Ansible module: probe GPUs, disks, NICs and the host, read-only."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: ironserve_probe
+short_description: Probe a GPU server's accelerators, disks, NICs and host facts, changing nothing
+description:
+  - Reads sysfs, procfs, C(nvidia-smi -q -x) when the NVIDIA driver is loaded, C(blkid -p) for signatures and
+    C(rocm-smi) when present, and returns one structured picture under the C(ironserve_hw) fact.
+  - GPU models, architectures and capabilities come from ironserve's hardware rules (module_utils/ironserve_hardware).
+  - A missing tool never fails the module; what could not be determined is listed in C(ironserve_hw.unknown).
+version_added: "0.1.0"
+author: ironserve
+options:
+  sections:
+    description: Which parts to probe.
+    type: list
+    elements: str
+    choices: [gpus, disks, nics, host]
+    default: [gpus, disks, nics, host]
+attributes:
+  check_mode:
+    support: full
+    description: The module only reads; check mode returns the same facts.
+notes:
+  - Runs as root to read disk signatures and EFI variables; as another user those are reported unknown.
+"""
+
+EXAMPLES = r"""
+- name: Probe the hardware
+  ironserve_probe:
+
+- name: Probe only disks, before the storage roles
+  ironserve_probe:
+    sections: [disks]
+
+- name: Show the GPUs
+  ansible.builtin.debug:
+    msg: "{{ ironserve_hw.gpu.count }} x {{ ironserve_hw.gpu.models | join(', ') }}"
+"""
+
+RETURN = r"""
+ansible_facts:
+  description: Facts, under C(ironserve_hw).
+  returned: always
+  type: dict
+  contains:
+    ironserve_hw:
+      description: The probe's picture of the host.
+      type: dict
+      contains:
+        gpu:
+          description: >-
+            C(gpus) (per GPU - pci_address, numa_node, vendor, model, architecture, compute_capability, memory_gib,
+            open_kernel_module, fp8, source, uuid, mig_mode, ecc_mode, driver_version, cuda_version), C(count),
+            C(models), C(nvswitch), C(nvswitches), C(driver_loaded), C(driver_version), C(cuda_version).
+          type: dict
+          sample: {"count": 0, "gpus": [], "models": [], "nvswitch": false, "driver_loaded": false}
+        storage:
+          description: >-
+            C(disks) (per disk - name, path, kind, rotational, size_bytes, model, serial, by_id, numa_node,
+            partitions, signature, in_use, in_use_reasons) and C(free), the names of disks not in use.
+          type: dict
+        network:
+          description: >-
+            C(nics) (per physical NIC - name, mac, driver, pci_address, speed_mbps, mtu, link, numa_node,
+            sriov_total_vfs, rdma) and C(rdma_devices) (device, port, netdev, state, link_layer, soft_roce).
+          type: dict
+        host:
+          description: CPU, memory, NUMA, hugepages, kernel, OS, IOMMU, Secure Boot and virtualisation facts.
+          type: dict
+        gpu_nic_affinity:
+          description: Per GPU and NIC, C(same_pcie_switch), C(same_numa_node), C(cross_numa) or C(unknown).
+          type: list
+          elements: dict
+        unknown:
+          description: What could not be determined, and why.
+          type: list
+          elements: str
+probe_seconds:
+  description: Wall time of the probe on the host.
+  returned: always
+  type: float
+"""
+
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.ironserve_probe import SECTIONS, System, probe
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "sections": {"type": "list", "elements": "str", "choices": list(SECTIONS), "default": list(SECTIONS)}
+        },
+        supports_check_mode=True,
+    )
+    started = time.monotonic()
+    facts = probe(System("/"), tuple(module.params["sections"]))
+    module.exit_json(
+        changed=False, ansible_facts={"ironserve_hw": facts}, probe_seconds=round(time.monotonic() - started, 3)
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+../ironserve/hardware.py

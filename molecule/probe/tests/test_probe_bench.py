@@ -1,0 +1,181 @@
+"""The probe on a lab machine: exactly the emulated hardware, a formatted disk in use, soft-RoCE, and
+preflight refusing a mismatched inventory without changing anything."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import time
+from functools import cache
+from pathlib import Path
+
+import yaml
+from testinfra.utils.ansible_runner import AnsibleRunner
+
+from ironserve.lab.spec import lab_from_platforms
+
+INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
+PROJECT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
+LAB = lab_from_platforms(
+    "mol-" + os.environ["MOLECULE_SCENARIO_NAME"],
+    yaml.safe_load(Path(os.environ["MOLECULE_FILE"]).read_text())["platforms"],
+)
+MACHINE = LAB.machines[0]
+GIB = 1024**3
+
+testinfra_hosts = AnsibleRunner(INVENTORY).get_hosts("all")
+
+
+def _ansible_env() -> dict[str, str]:
+    return {
+        **os.environ,
+        "ANSIBLE_LIBRARY": str(PROJECT / "library"),
+        "ANSIBLE_MODULE_UTILS": str(PROJECT / "module_utils"),
+        "ANSIBLE_FILTER_PLUGINS": str(PROJECT / "filter_plugins"),
+        "ANSIBLE_ROLES_PATH": str(PROJECT / "roles"),
+        "ANSIBLE_NOCOLOR": "1",
+    }
+
+
+def _module(name: str, args: str = "") -> tuple[dict, float]:
+    """Run one module on the machine through Ansible; return its result and the wall time."""
+    env = {**_ansible_env(), "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1", "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"}
+    argv = ["ansible", MACHINE.name, "-i", INVENTORY, "--become", "-m", name]
+    if args:
+        argv += ["-a", args]
+    started = time.monotonic()
+    result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300, check=False)
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    # Other enabled callbacks (profile_tasks) print around the JSON document.
+    document, _ = json.JSONDecoder().raw_decode(result.stdout[result.stdout.index("{"):])
+    return document["plays"][0]["tasks"][0]["hosts"][MACHINE.name], elapsed
+
+
+@cache
+def hw() -> dict:
+    return _module("ironserve_probe")[0]["ansible_facts"]["ironserve_hw"]
+
+
+def _disks() -> dict[str, dict]:
+    return {d["serial"] or d["name"]: d for d in hw()["storage"]["disks"]}
+
+
+def test_probe_reports_exactly_the_emulated_disks():
+    disks = _disks()
+    nvme = {s: d for s, d in disks.items() if d["kind"] == "nvme"}
+    hdd = {s: d for s, d in disks.items() if d["kind"] == "sas"}
+    assert {s: d["size_bytes"] for s, d in nvme.items()} == {d.serial: d.size_gb * GIB for d in MACHINE.nvme}
+    assert {s: d["size_bytes"] for s, d in hdd.items()} == {d.serial: d.size_gb * GIB for d in MACHINE.hdd}
+    assert not any(d["rotational"] for d in nvme.values())
+    assert all(d["rotational"] for d in hdd.values())
+    for serial, disk in {**nvme, **hdd}.items():
+        assert serial in disk["by_id"]
+        assert Path(disk["by_id"]).parent == Path("/dev/disk/by-id")
+    others = {s: d for s, d in disks.items() if s not in nvme and s not in hdd}
+    assert list(others) == ["vda"]
+    assert others["vda"]["in_use_reasons"][0] == "system disk (holds /, /boot or /boot/efi)"
+
+
+def test_formatted_disk_is_in_use_with_its_reason_and_the_rest_are_free():
+    disks = _disks()
+    assert disks["PRBA-HDD1"]["in_use"] is True
+    assert disks["PRBA-HDD1"]["in_use_reasons"] == ["ext4 signature"]
+    assert sorted(disks[s]["name"] for s in disks if not disks[s]["in_use"]) == sorted(hw()["storage"]["free"])
+    assert {s for s, d in disks.items() if not d["in_use"]} == {d.serial for d in MACHINE.nvme} | {"PRBA-HDD0"}
+
+
+def test_probe_reports_both_nics_and_the_soft_roce_device():
+    nics = {n["mac"]: n for n in hw()["network"]["nics"]}
+    assert set(nics) == {MACHINE.mgmt_mac, MACHINE.data_mac}
+    data = nics[MACHINE.data_mac]
+    assert (data["mtu"], data["driver"], data["link"]) == (LAB.data_mtu, "virtio_net", "up")
+    assert data["rdma"] == [
+        {
+            "device": "rxe0",
+            "port": 1,
+            "netdev": data["name"],
+            "state": "ACTIVE",
+            "link_layer": "Ethernet",
+            "soft_roce": True,
+        }
+    ]
+    assert nics[MACHINE.mgmt_mac]["rdma"] == []
+
+
+def test_probe_reports_no_gpu_and_the_host():
+    assert hw()["gpu"]["count"] == 0
+    assert hw()["gpu"]["nvswitch"] is False
+    host = hw()["host"]
+    assert (host["os_id"], host["os_version"], host["threads"]) == ("debian", "13", MACHINE.cpus)
+    assert abs(host["memory_mib"] - MACHINE.memory_mb) < MACHINE.memory_mb * 0.2
+    assert host["virtualised"] is True
+
+
+def test_hardware_report_was_written_for_the_machine():
+    reports = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "artifacts" / "hardware"
+    saved = json.loads((reports / f"{MACHINE.name}.json").read_text())
+    assert saved["host"] == MACHINE.name
+    assert {d["serial"] for d in saved["ironserve_hw"]["storage"]["disks"]} >= {d.serial for d in MACHINE.nvme}
+    markdown = (reports / f"{MACHINE.name}.md").read_text()
+    assert markdown.startswith(f"# Hardware report: {MACHINE.name}")
+    assert "PRBA-HDD1" in markdown
+    assert "ext4 signature" in markdown
+
+
+def test_preflight_lists_each_mismatch_and_changes_nothing(host):
+    before = host.check_output(
+        "blkid -p -o export /dev/disk/by-id/scsi-0QEMU_QEMU_HARDDISK_PRBA-HDD1; cat /root/probe-data.sha256"
+    )
+    extra = {
+        "ironserve_image_build": False,
+        "ironserve_hardware_profile": "realtime",
+        "ironserve_gpu_count": 2,
+        "hot_tier_devices": [
+            *[f"/dev/disk/by-id/nvme-QEMU_NVMe_Ctrl_{d.serial}" for d in MACHINE.nvme],
+            "/dev/disk/by-id/nvme-QEMU_NVMe_Ctrl_PRBA-NVME9",
+        ],
+    }
+    result = subprocess.run(
+        ["ansible-playbook", "-i", INVENTORY, str(PROJECT / "playbooks/preflight.yml"), "-e", json.dumps(extra)],
+        capture_output=True,
+        text=True,
+        env=_ansible_env(),
+        timeout=300,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert f"Preflight found 3 problem(s) on {MACHINE.name}:" in output
+    assert "ironserve_gpu_count is 2, but the probe found 0 GPU(s): none" in output
+    assert "ironserve_hardware_profile 'realtime'" in output
+    assert (
+        "hot_tier_devices names /dev/disk/by-id/nvme-QEMU_NVMe_Ctrl_PRBA-NVME9, which this host does not have" in output
+    )
+    assert "changed=0" in output
+    assert (
+        host.check_output(
+            "blkid -p -o export /dev/disk/by-id/scsi-0QEMU_QEMU_HARDDISK_PRBA-HDD1; cat /root/probe-data.sha256"
+        )
+        == before
+    )
+
+
+def test_benchmark_probe_against_a_full_setup_gather():
+    """Printed, not asserted on time: the probe against ansible.builtin.setup, alternating, on the same machine."""
+    probe_times, setup_times = [], []
+    for _ in range(3):
+        probe_result, probe_seconds = _module("ironserve_probe")
+        setup_result, setup_seconds = _module("ansible.builtin.setup")
+        assert probe_result["ansible_facts"]["ironserve_hw"]["storage"]["disks"]
+        assert setup_result["ansible_facts"]["ansible_devices"]
+        probe_times.append(probe_seconds)
+        setup_times.append(setup_seconds)
+    probe_median, setup_median = statistics.median(probe_times), statistics.median(setup_times)
+    print(
+        f"\nBENCHMARK probe vs setup on {MACHINE.name} (3 alternating runs, wall time through ansible): "
+        f"ironserve_probe median {probe_median:.2f} s, ansible.builtin.setup median {setup_median:.2f} s, "
+        f"setup/probe = {setup_median / probe_median:.2f}x"
+    )
