@@ -50,7 +50,7 @@ def _module(name: str, args: str = "") -> tuple[dict, float]:
     elapsed = time.monotonic() - started
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     # Other enabled callbacks (profile_tasks) print around the JSON document.
-    document, _ = json.JSONDecoder().raw_decode(result.stdout[result.stdout.index("{"):])
+    document, _ = json.JSONDecoder().raw_decode(result.stdout[result.stdout.index("{") :])
     return document["plays"][0]["tasks"][0]["hosts"][MACHINE.name], elapsed
 
 
