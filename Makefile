@@ -58,8 +58,9 @@ test: lint unit molecule
 
 demo: setup
 	$(BIN)/ironserve lab up
-	$(BIN)/ansible-playbook -i inventories/lab site.yml
+	$(BIN)/ironserve run --inventory inventories/lab
 	$(BIN)/ironserve lab status demo
+	$(BIN)/ironserve report
 
 demo-down: setup
 	$(BIN)/ironserve lab down demo

@@ -1,7 +1,8 @@
 """The ironserve command line.
 
-Exit codes: 0 success, 2 bad input (a declaration or argument that cannot work), 3 an environment
-failure (a tool missing, a machine that does not boot, a download that fails).
+Exit codes: 0 success; 1 a host failed a task; 2 bad input (an argument, inventory or declaration that
+cannot work); 3 an environment failure (a tool missing, a machine that does not boot, a download that
+fails, a doctor check that fails); 4 a host was unreachable (and none failed).
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ from pathlib import Path
 import yaml
 
 from ironserve import __version__, paths
+from ironserve.run import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_HOST_FAILED, EXIT_OK, EXIT_UNREACHABLE  # noqa: F401
 
-EXIT_OK = 0
-EXIT_BAD_INPUT = 2
-EXIT_ENVIRONMENT = 3
 DEFAULT_LAB_FILE = paths.REPO_ROOT / "inventories" / "lab" / "lab.yml"
+DEFAULT_INVENTORY = paths.REPO_ROOT / "inventories" / "lab"
+DEFAULT_SITE = paths.REPO_ROOT / "site.yml"
 
 
 def _load_lab(args: argparse.Namespace):
@@ -121,10 +122,131 @@ def cmd_bundle_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _reporter(args: argparse.Namespace, stage_names: list[str]):
+    from ironserve import progress
+
+    if args.json:
+        return progress.JsonReporter()
+    if args.plain or not sys.stdout.isatty():
+        return progress.PlainReporter()
+    return progress.RichReporter(stage_names)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from ironserve import run, stages
+
+    site = Path(args.site)
+    inventory = Path(args.inventory)
+    if not inventory.exists():
+        print(f"ironserve: inventory {inventory} does not exist", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    resumed_from = None
+    if args.resume:
+        if args.stages or args.start or args.limit:
+            print(
+                "ironserve: --resume takes the stages and hosts from the previous run; drop --stages, --from "
+                "and --limit",
+                file=sys.stderr,
+            )
+            return EXIT_BAD_INPUT
+        previous = run.find_run(None)
+        if previous is None:
+            print(
+                "ironserve: --resume found no previous run under " + str(run.artifacts_dir() / "runs"), file=sys.stderr
+            )
+            return EXIT_BAD_INPUT
+        site = Path(previous.site) if previous.site else site
+        available = {s.name: s for s in stages.from_site(site)}
+        plan = run.resume_plan(previous)
+        if not plan:
+            print(f"run {previous.id} completed every stage; nothing to resume")
+            return EXIT_OK
+        missing = [name for name, _ in plan if name not in available]
+        if missing:
+            raise stages.StageError(f"run {previous.id} had stage(s) {', '.join(missing)} that {site} no longer has")
+        selected = [(available[name], limit) for name, limit in plan]
+        inventory, limit, check, diff = Path(previous.inventory), previous.limit, previous.check, previous.diff
+        resumed_from = previous.id
+    else:
+        available = {s.name: s for s in stages.from_site(site)}
+        chosen = stages.select(list(available.values()), args.stages.split(",") if args.stages else None, args.start)
+        selected = [(stage, args.limit) for stage in chosen]
+        limit, check, diff = args.limit, args.check, args.diff
+    record = run.RunRecord(
+        id=run.new_run_id(),
+        started=datetime.now(UTC).isoformat(timespec="seconds"),
+        inventory=str(inventory.resolve()),
+        limit=limit,
+        check=check,
+        diff=diff,
+        stages=[],
+        site=str(site.resolve()),
+        resumed_from=resumed_from,
+    )
+    return run.execute(selected, record, inventory, _reporter(args, [s.name for s, _ in selected]))
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from ironserve import run
+
+    record = run.find_run(args.run)
+    if record is None:
+        print(
+            f"ironserve: no run {args.run or ''} under {run.artifacts_dir() / 'runs'}".replace("  ", " "),
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
+    if args.json:
+        print((record.folder / run.RUN_RECORD).read_text(), end="")
+    else:
+        print(run.markdown(record), end="")
+    return EXIT_OK
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from ironserve import doctor
+
+    results = doctor.check(Path(args.inventory), reachability=not args.skip_reachability)
+    for result in results:
+        print(f"{'ok ' if result.ok else 'BAD'}  {result.name}: {result.detail}")
+    return EXIT_OK if all(r.ok for r in results) else EXIT_ENVIRONMENT
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ironserve", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"ironserve {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the stages of site.yml in order, each an ansible-runner job")
+    run.add_argument("--inventory", "-i", default=str(DEFAULT_INVENTORY), help="inventory (default: %(default)s)")
+    run.add_argument("--site", default=str(DEFAULT_SITE), help="the playbook listing the stages (default: site.yml)")
+    which = run.add_mutually_exclusive_group()
+    which.add_argument("--stages", help="comma-separated stages to run, in site order")
+    which.add_argument("--from", dest="start", help="run from this stage to the end")
+    which.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the last run from its first incomplete stage, for the hosts that did not finish it",
+    )
+    run.add_argument("--limit", "-l", help="Ansible host pattern")
+    run.add_argument("--check", action="store_true", help="Ansible check mode")
+    run.add_argument("--diff", action="store_true", help="show file differences")
+    output = run.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="one JSON event per line, for pipelines")
+    output.add_argument("--plain", action="store_true", help="plain lines even on a terminal")
+    run.set_defaults(func=cmd_run)
+
+    report = commands.add_parser("report", help="show a run's record (default: the latest run)")
+    report.add_argument("run", nargs="?", help="run id (a folder under artifacts/runs)")
+    report.add_argument("--json", action="store_true")
+    report.set_defaults(func=cmd_report)
+
+    doctor = commands.add_parser("doctor", help="check the controller and the inventory, changing nothing")
+    doctor.add_argument("--inventory", "-i", default=str(DEFAULT_INVENTORY))
+    doctor.add_argument("--skip-reachability", action="store_true", help="do not contact any host")
+    doctor.set_defaults(func=cmd_doctor)
 
     lab = commands.add_parser("lab", help="the QEMU test bench").add_subparsers(dest="lab_command", required=True)
     up = lab.add_parser("up", help="boot a lab (builds the base image and package bundle on first use)")
@@ -174,12 +296,16 @@ def main(argv: list[str] | None = None) -> int:
     from ironserve.lab.segment import SegmentError
     from ironserve.lab.spec import SpecError
     from ironserve.lab.vm import VmError
+    from ironserve.stages import StageError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except SpecError as exc:
         print(f"ironserve: bad lab declaration: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except StageError as exc:
+        print(f"ironserve: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except (BundleError, ImageError, LabError, SegmentError, VmError) as exc:
         print(f"ironserve: {exc}", file=sys.stderr)

@@ -7,6 +7,7 @@ everything a lab creates lives under its own folder and goes away with it.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -36,3 +37,9 @@ def labs_dir() -> Path:
 def ssh_key_path() -> Path:
     """The private key the lab machines accept for root (generated on first use)."""
     return home() / "lab_ed25519"
+
+
+def tool(name: str) -> str:
+    """An Ansible command from the Python environment ironserve runs in, so a venv works without activation."""
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.exists() else name

@@ -1,0 +1,162 @@
+"""Stages, runs, resume and exit codes: unit tests, and ansible-runner driving a stage that fails on purpose."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ironserve import cli, paths, run, stages
+from ironserve.run import Failure, RunRecord, StageRecord
+
+SITE = Path(__file__).parent / "fixtures" / "runner-site"
+
+
+def test_stages_come_from_site_yml_in_order():
+    assert [s.name for s in stages.from_site(paths.REPO_ROOT / "site.yml")] == ["preflight", "base"]
+    found = stages.from_site(SITE / "site.yml")
+    assert [(s.name, s.playbook.name) for s in found] == [("one", "one.yml"), ("two", "two.yml")]
+
+
+@pytest.mark.parametrize(
+    ("only", "start", "expected"),
+    [
+        (None, None, ["one", "two"]),
+        (["two"], None, ["two"]),
+        (["two", "one"], None, ["one", "two"]),
+        (None, "two", ["two"]),
+    ],
+)
+def test_stage_selection(only, start, expected):
+    assert [s.name for s in stages.select(stages.from_site(SITE / "site.yml"), only, start)] == expected
+
+
+def test_unknown_stage_is_bad_input_naming_the_stages():
+    with pytest.raises(stages.StageError, match="no stage named 'three'; the stages are: one, two"):
+        stages.select(stages.from_site(SITE / "site.yml"), ["three"])
+
+
+def _record(*stage_records: StageRecord, limit: str | None = None) -> RunRecord:
+    return RunRecord(
+        id="r1", started="t", inventory="inv", limit=limit, check=False, diff=False, stages=list(stage_records)
+    )
+
+
+def test_resume_plan_takes_the_first_incomplete_stage_and_its_failed_hosts():
+    record = _record(
+        StageRecord("a", "a.yml", None, status="ok"),
+        StageRecord(
+            "b",
+            "b.yml",
+            None,
+            status="failed",
+            failures=[Failure("h2", "t", "m"), Failure("h3", "t", "m", unreachable=True)],
+        ),
+        StageRecord("c", "c.yml", None),
+        limit="gpu_servers",
+    )
+    assert run.resume_plan(record) == [("b", "h2,h3"), ("c", "gpu_servers")]
+    assert run.resume_plan(_record(StageRecord("a", "a.yml", None, status="ok"))) == []
+    never_ran = _record(StageRecord("a", "a.yml", "h1"))
+    assert run.resume_plan(never_ran) == [("a", "h1")]
+
+
+def test_exit_codes():
+    ok = StageRecord("a", "a.yml", None, status="ok")
+    assert run.exit_code(_record(ok)) == run.EXIT_OK
+    unreachable = StageRecord("b", "b.yml", None, status="unreachable", failures=[Failure("h1", "t", "m", True)])
+    assert run.exit_code(_record(ok, unreachable)) == run.EXIT_UNREACHABLE
+    failed = StageRecord(
+        "b", "b.yml", None, status="failed", failures=[Failure("h1", "t", "m", True), Failure("h2", "t", "m")]
+    )
+    assert run.exit_code(_record(ok, failed)) == run.EXIT_HOST_FAILED
+    assert (run.EXIT_OK, run.EXIT_HOST_FAILED, run.EXIT_BAD_INPUT, run.EXIT_ENVIRONMENT, run.EXIT_UNREACHABLE) == (
+        0,
+        1,
+        2,
+        3,
+        4,
+    )
+
+
+def test_markdown_record_names_hosts_counts_and_failures():
+    stage = StageRecord(
+        "base",
+        "b.yml",
+        None,
+        status="failed",
+        duration_s=12.5,
+        hosts={"gpu-a": {"ok": 5, "changed": 2, "failed": 1, "unreachable": 0, "skipped": 1}},
+        failures=[Failure("gpu-a", "Install the baseline tools", "No package matching 'x'\nmore")],
+    )
+    record = _record(StageRecord("preflight", "p.yml", None, status="ok", duration_s=3.0), stage)
+    record.exit_code = 1
+    record.hardware_reports = {"gpu-a": "/a/hardware/gpu-a.md"}
+    text = run.markdown(record)
+    assert "| base | failed | 12.5 s | 1 | all |" in text
+    assert "| gpu-a | 5 | 2 | 1 | 0 | 1 |" in text
+    assert "- **gpu-a**, task *Install the baseline tools*: No package matching 'x'" in text
+    assert "- gpu-a: `/a/hardware/gpu-a.md`" in text
+    assert run.summary(record) == [
+        "stage base: gpu-a: failed at task 'Install the baseline tools': No package matching 'x'"
+    ]
+
+
+def test_a_failing_stage_stops_the_run_and_resume_finishes_it(tmp_path, monkeypatch, capsys):
+    """ansible-runner drives the real stages: two fails on h2, the run stops there; --resume redoes h2 only."""
+    monkeypatch.setenv("IRONSERVE_ARTIFACTS_DIR", str(tmp_path / "artifacts"))
+    flag = tmp_path / "flag"
+    monkeypatch.setenv("IRONSERVE_TEST_FLAG", str(flag))
+    argv = ["run", "--site", str(SITE / "site.yml"), "--inventory", str(SITE / "inventory.yml")]
+
+    assert cli.main([*argv, "--json"]) == run.EXIT_HOST_FAILED
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [e["event"] for e in events if e["event"].startswith("stage")] == [
+        "stage_start",
+        "stage_end",
+        "stage_start",
+        "stage_end",
+    ]
+    first = run.find_run(None)
+    assert [(s.name, s.status) for s in first.stages] == [("one", "ok"), ("two", "failed")]
+    two = first.stages[1]
+    assert [(f.host, f.task, f.message) for f in two.failures] == [
+        ("h2", "Fail on purpose until the flag exists", f"h2 is not ready: {flag} is missing")
+    ]
+    assert two.hosts["h2"]["failed"] == 1
+    assert two.hosts["h1"]["failed"] == 0
+    assert (tmp_path / "done").read_text().split() == ["h1"]
+    assert (first.folder / "run.md").exists()
+    assert Path(two.artifacts, "artifacts").is_dir()  # ansible-runner's own job artifacts
+
+    flag.write_text("ready\n")
+    assert cli.main(["run", "--resume", "--plain"]) == run.EXIT_OK
+    out = capsys.readouterr().out
+    assert "== stage two (limit h2)" in out
+    resumed = run.find_run(None)
+    assert resumed.resumed_from == first.id
+    assert [(s.name, s.status, s.limit) for s in resumed.stages] == [("two", "ok", "h2")]
+    assert sorted(resumed.stages[0].hosts) == ["h2"]
+    assert (tmp_path / "done").read_text().split() == ["h1", "h2"]
+
+    assert cli.main(["run", "--resume"]) == run.EXIT_OK
+    assert "nothing to resume" in capsys.readouterr().out
+    assert cli.main(["report", resumed.id]) == run.EXIT_OK
+    assert f"# ironserve run {resumed.id}" in capsys.readouterr().out
+
+
+def test_run_refuses_bad_input_before_running(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("IRONSERVE_ARTIFACTS_DIR", str(tmp_path))
+    assert cli.main(["run", "--site", str(SITE / "site.yml"), "--inventory", str(tmp_path / "none")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert (
+        cli.main(
+            ["run", "--site", str(SITE / "site.yml"), "--inventory", str(SITE / "inventory.yml"), "--stages", "three"]
+        )
+        == 2
+    )
+    assert "no stage named 'three'" in capsys.readouterr().err
+    assert cli.main(["run", "--resume", "--site", str(SITE / "site.yml")]) == 2
+    assert "found no previous run" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
