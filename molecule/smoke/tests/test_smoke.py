@@ -10,6 +10,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -211,3 +212,15 @@ def test_package_source_refuses_bad_input_and_changes_nothing(tmp_path, extra_va
     assert message in output
     assert "changed=0" in output
     assert target.check_output(SOURCES_STATE) == before
+
+
+def test_doctor_reaches_every_lab_machine():
+    result = subprocess.run(
+        [sys.executable, "-m", "ironserve.cli", "doctor", "--inventory", INVENTORY],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"ok   reachability: {len(MACHINES)} host(s) answer over SSH with Python" in result.stdout
