@@ -7,6 +7,7 @@ determined is reported as None and named in ``unknown``.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -216,8 +217,16 @@ def probe_gpus(system: System) -> dict:
         system.note("NVIDIA driver facts (nvidia-smi absent or failing): MIG, ECC, driver and CUDA versions")
     if any(g["vendor"] == "amd" for g in gpus):
         rocm = system.run(["rocm-smi", "--showdriverversion", "--json"])
-        if rocm is None:
-            system.note("AMD driver facts (rocm-smi absent)")
+        if rocm is None or rocm[0] != 0:
+            system.note("AMD driver facts (rocm-smi absent or failing)")
+        else:
+            try:
+                amd_driver = json.loads(rocm[1]).get("system", {}).get("Driver version")
+            except ValueError:
+                amd_driver = None
+            for g in gpus:
+                if g["vendor"] == "amd":
+                    g["driver_version"] = amd_driver
     return {
         "gpus": gpus,
         "count": len(gpus),
