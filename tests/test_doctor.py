@@ -7,8 +7,10 @@ from ironserve import cli, doctor, paths
 
 def test_example_inventory_passes_without_contacting_anyone(capsys):
     # The example's addresses are documentation ranges: reachability must stay skipped for it.
-    assert cli.main(["doctor", "--inventory", str(paths.REPO_ROOT / "inventories/example"),
-                     "--skip-reachability"]) == cli.EXIT_OK
+    assert (
+        cli.main(["doctor", "--inventory", str(paths.REPO_ROOT / "inventories/example"), "--skip-reachability"])
+        == cli.EXIT_OK
+    )
     out = capsys.readouterr().out
     assert "ok   inventory: 2 host(s) in groups gpu_servers, inference_primary, inference_standby" in out
     assert "ok   reachability: skipped (--skip-reachability)" in out
@@ -31,8 +33,7 @@ def test_vaulted_inventory_without_a_password_fails(tmp_path, monkeypatch):
 
 def test_reachability_of_local_hosts(tmp_path):
     (tmp_path / "hosts.yml").write_text(
-        "all:\n  vars:\n    ansible_connection: local\n    ansible_python_interpreter: python3\n"
-        "  hosts:\n    h1:\n"
+        "all:\n  vars:\n    ansible_connection: local\n    ansible_python_interpreter: python3\n  hosts:\n    h1:\n"
     )
     results = {c.name: c for c in doctor.check(tmp_path / "hosts.yml")}
     assert results["reachability"].ok, results["reachability"].detail

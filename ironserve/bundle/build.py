@@ -25,6 +25,7 @@ from pathlib import Path
 import yaml
 
 from ironserve import paths
+from ironserve.commands import run_step
 from ironserve.debian import ARCHITECTURE, ARCHIVE_KEYRING, SUITE, source_lines
 
 BUNDLE_SUITE = "ironserve"
@@ -84,13 +85,7 @@ def request_key(packages: list[str]) -> str:
 
 
 def _run(step: str, argv: list[str], **kwargs) -> subprocess.CompletedProcess:
-    try:
-        return subprocess.run(argv, check=True, capture_output=True, text=True, **kwargs)
-    except FileNotFoundError as exc:
-        raise BundleError(f"{step}: {argv[0]} is not installed (run 'make setup')") from exc
-    except subprocess.CalledProcessError as exc:
-        tail = "\n".join((exc.stderr or exc.stdout or "").strip().splitlines()[-20:])
-        raise BundleError(f"{step} failed (exit {exc.returncode}):\n{tail}") from exc
+    return run_step(step, argv, BundleError, **kwargs)
 
 
 class _PrivateApt:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ironserve import paths
+from ironserve.commands import run_step
 from ironserve.debian import SUITE, source_lines
 
 BASE_PACKAGES = (
@@ -142,13 +143,7 @@ def image_key() -> str:
 
 
 def _run(step: str, argv: list[str], **kwargs) -> subprocess.CompletedProcess:
-    try:
-        return subprocess.run(argv, check=True, capture_output=True, text=True, **kwargs)
-    except FileNotFoundError as exc:
-        raise ImageError(f"{step}: {argv[0]} is not installed (run 'make setup')") from exc
-    except subprocess.CalledProcessError as exc:
-        tail = "\n".join((exc.stderr or exc.stdout or "").strip().splitlines()[-20:])
-        raise ImageError(f"{step} failed (exit {exc.returncode}): {' '.join(argv)}\n{tail}") from exc
+    return run_step(step, argv, ImageError, **kwargs)
 
 
 def _customise(root: Path) -> None:
