@@ -16,8 +16,8 @@ _MARK = {"ok": "ok", "failed": "FAILED", "unreachable": "UNREACHABLE", "not_run"
 class PlainReporter:
     """One line per stage start and end and per failure: readable in CI logs."""
 
-    def __init__(self, out: TextIO = sys.stdout):
-        self.out = out
+    def __init__(self, out: TextIO | None = None):
+        self.out = out or sys.stdout
 
     def _say(self, text: str) -> None:
         print(text, file=self.out, flush=True)
@@ -48,8 +48,8 @@ class PlainReporter:
 class JsonReporter:
     """One JSON object per line: stage_start, task_start, host_result, stage_end, run_end."""
 
-    def __init__(self, out: TextIO = sys.stdout):
-        self.out = out
+    def __init__(self, out: TextIO | None = None):
+        self.out = out or sys.stdout
 
     def _emit(self, event: str, **fields) -> None:
         fields = {"event": event, "time": datetime.now(UTC).isoformat(timespec="milliseconds"), **fields}

@@ -137,6 +137,7 @@ class Reporter(Protocol):
     def run_end(self, record: RunRecord) -> None: ...
 
 
+_RESULT_EVENTS = ("runner_on_ok", "runner_on_failed", "runner_on_unreachable", "runner_on_skipped")
 _COUNTERS = {"ok": "ok", "changed": "changed", "failures": "failed", "dark": "unreachable", "skipped": "skipped"}
 
 
@@ -161,7 +162,7 @@ def run_stage(stage: Stage, record: StageRecord, run: RunRecord, inventory: Path
         kind = event.get("event", "")
         if kind == "playbook_on_task_start":
             reporter.task_start(record, data.get("task", ""))
-        elif kind.startswith("runner_on_") and "host" in data:
+        elif kind in _RESULT_EVENTS and "host" in data:
             status = kind.removeprefix("runner_on_")
             if status == "ok" and data.get("res", {}).get("changed"):
                 status = "changed"
@@ -185,7 +186,8 @@ def run_stage(stage: Stage, record: StageRecord, run: RunRecord, inventory: Path
         private_data_dir=record.artifacts,
         project_dir=str(paths.REPO_ROOT),
         playbook=str(stage.playbook),
-        inventory=str(inventory),
+        # An absolute path: ansible-runner takes any other string as inventory content.
+        inventory=str(inventory.resolve()),
         limit=record.limit,
         cmdline=cmdline or None,
         envvars={

@@ -146,6 +146,16 @@ def test_a_failing_stage_stops_the_run_and_resume_finishes_it(tmp_path, monkeypa
     assert f"# ironserve run {resumed.id}" in capsys.readouterr().out
 
 
+def test_relative_inventory_paths_name_the_hosts_not_the_file(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("IRONSERVE_ARTIFACTS_DIR", str(tmp_path / "artifacts"))
+    monkeypatch.setenv("IRONSERVE_TEST_FLAG", str(tmp_path / "flag"))
+    monkeypatch.chdir(SITE)
+    assert cli.main(["run", "--site", "site.yml", "--inventory", "inventory.yml", "--stages", "one", "--plain"]) == 0
+    record = run.find_run(None)
+    assert sorted(record.stages[0].hosts) == ["h1", "h2"]
+    assert record.inventory == str(SITE / "inventory.yml")
+
+
 def test_run_refuses_bad_input_before_running(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("IRONSERVE_ARTIFACTS_DIR", str(tmp_path))
     assert cli.main(["run", "--site", str(SITE / "site.yml"), "--inventory", str(tmp_path / "none")]) == 2
