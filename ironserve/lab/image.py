@@ -30,6 +30,9 @@ BASE_PACKAGES = (
     "iputils-ping",
     "openssh-server",
     "python3",
+    # In every standard Debian install; without it in the image, the first converge that installs it
+    # rebuilds the initramfs under TCG (measured: +2 minutes per machine).
+    "e2fsprogs",
 )
 ROOT_SIZE_GB = 6
 IMAGE_FORMAT_VERSION = 2  # bump when the build steps below change what the image contains
