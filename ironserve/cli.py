@@ -214,6 +214,34 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return EXIT_OK if all(r.ok for r in results) else EXIT_ENVIRONMENT
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    from ironserve import hardware, planner
+
+    matches = hardware.find_models(args.gpu)
+    if len(matches) != 1:
+        known = sorted({hardware.describe_gpu(*m)["model"] for m in matches}) if matches else []
+        hint = f"it matches {', '.join(known)}" if known else "no known GPU model contains it"
+        print(f"ironserve: --gpu '{args.gpu}' must name one GPU model; {hint}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        chosen = planner.plan(planner.Cluster.of(*matches[0], args.count, args.nodes), args.model)
+    except planner.PlanError as exc:
+        print(f"ironserve: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.json:
+        print(json.dumps(chosen.to_dict(), indent=2))
+        return EXIT_OK
+    print(
+        f"{chosen.checkpoint} ({chosen.repo}) on {chosen.engine}, {chosen.precision}, TP{chosen.tensor_parallel}"
+        f"{f' over {chosen.nodes} nodes' if chosen.nodes > 1 else ''}, context {chosen.max_model_len}, "
+        f"KV cache {chosen.kv_cache_dtype}"
+    )
+    print("engine arguments: " + " ".join(chosen.engine_args))
+    for reason in chosen.reasons:
+        print(f"- {reason}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ironserve", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"ironserve {__version__}")
@@ -242,6 +270,14 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("run", nargs="?", help="run id (a folder under artifacts/runs)")
     report.add_argument("--json", action="store_true")
     report.set_defaults(func=cmd_report)
+
+    plan = commands.add_parser("plan", help="choose the DeepSeek checkpoint, engine and sizes for given GPUs")
+    plan.add_argument("--gpu", required=True, help="GPU model, or a unique part of it (e.g. 'H200 SXM', 'L40S')")
+    plan.add_argument("--count", type=int, required=True, help="GPUs per node")
+    plan.add_argument("--nodes", type=int, default=1)
+    plan.add_argument("--model", default="auto", help="a checkpoint name (ironserve/hardware.py CHECKPOINTS) or auto")
+    plan.add_argument("--json", action="store_true")
+    plan.set_defaults(func=cmd_plan)
 
     doctor = commands.add_parser("doctor", help="check the controller and the inventory, changing nothing")
     doctor.add_argument("--inventory", "-i", default=str(DEFAULT_INVENTORY))

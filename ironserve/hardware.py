@@ -27,6 +27,13 @@ ARCHITECTURES: dict[str, dict] = {
         "fp8": False,
         "min_driver_branch": 375,
     },
+    "pascal-gp10x": {
+        "vendor": "nvidia",
+        "compute_capability": "6.1",
+        "open_kernel_module": "unsupported",
+        "fp8": False,
+        "min_driver_branch": 375,
+    },
     "volta": {
         "vendor": "nvidia",
         "compute_capability": "7.0",
@@ -111,7 +118,7 @@ _MODELS: dict[tuple[str, str], tuple[str, str, int, bool]] = {
     (NVIDIA_VENDOR, "0x15f7"): ("Tesla P100 PCIe 12GB", "pascal", 12, False),
     (NVIDIA_VENDOR, "0x15f8"): ("Tesla P100 PCIe 16GB", "pascal", 16, False),
     (NVIDIA_VENDOR, "0x15f9"): ("Tesla P100 SXM2 16GB", "pascal", 16, True),
-    (NVIDIA_VENDOR, "0x1b38"): ("Tesla P40", "pascal", 24, False),
+    (NVIDIA_VENDOR, "0x1b38"): ("Tesla P40", "pascal-gp10x", 24, False),
     (NVIDIA_VENDOR, "0x1db1"): ("Tesla V100 SXM2 16GB", "volta", 16, True),
     (NVIDIA_VENDOR, "0x1db4"): ("Tesla V100 PCIe 16GB", "volta", 16, False),
     (NVIDIA_VENDOR, "0x1db5"): ("Tesla V100 SXM2 32GB", "volta", 32, True),
@@ -187,6 +194,11 @@ PROFILES: dict[str, dict] = {
 }
 
 
+def find_models(text: str) -> list[tuple[str, str]]:
+    """(vendor, device id) of every known accelerator whose model contains ``text`` (case-insensitive)."""
+    return [key for key, known in _MODELS.items() if text.lower() in known[0].lower()]
+
+
 def normalise_id(value: str) -> str:
     """'0x2335', '2335', '0x233510DE' (nvidia-smi's device+vendor form) -> '0x2335'."""
     text = value.strip().lower().removeprefix("0x")
@@ -257,3 +269,122 @@ def capability_at_least(have: str | None, need: str | None) -> bool:
     if have is None or not have[0].isdigit():
         return False
     return tuple(int(p) for p in have.split(".")) >= tuple(int(p) for p in need.split("."))
+
+
+# Model sizing -------------------------------------------------------------------------------------
+# DeepSeek checkpoints the planner chooses from, best first. weights_gib: the checkpoint's size on disk
+# (FP8: DeepSeek-V3/R1 ship 163 safetensors files, about 689 GB; BF16 distills: parameters x 2 bytes;
+# AWQ: 4-bit weights plus BF16 embeddings, about 340 GiB). kv_bytes_per_token: KV cache for one token
+# over all layers at BF16; for DeepSeek's multi-head latent attention (MLA) that is (512 latent + 64
+# rope) x 61 layers x 2 bytes, kept whole on every tensor-parallel rank; for the distills it is
+# 2 (K and V) x layers x KV heads x 128 x 2 bytes, split across ranks up to the number of KV heads.
+CHECKPOINTS: dict[str, dict] = {
+    "deepseek-r1-fp8": {
+        "repo": "deepseek-ai/DeepSeek-R1",
+        "params_b": 671,
+        "weights_gib": 642,
+        "precision": "fp8",
+        "attention": "mla",
+        "kv_bytes_per_token": 576 * 61 * 2,
+        "kv_heads": None,
+        "heads": 128,
+        "max_context": 163840,
+        "engine": "sglang",
+    },
+    "deepseek-v3-fp8": {
+        "repo": "deepseek-ai/DeepSeek-V3",
+        "params_b": 671,
+        "weights_gib": 642,
+        "precision": "fp8",
+        "attention": "mla",
+        "kv_bytes_per_token": 576 * 61 * 2,
+        "kv_heads": None,
+        "heads": 128,
+        "max_context": 163840,
+        "engine": "sglang",
+    },
+    "deepseek-r1-awq": {
+        "repo": "cognitivecomputations/DeepSeek-R1-AWQ",
+        "params_b": 671,
+        "weights_gib": 340,
+        "precision": "awq",
+        "attention": "mla",
+        "kv_bytes_per_token": 576 * 61 * 2,
+        "kv_heads": None,
+        "heads": 128,
+        "max_context": 163840,
+        "engine": "vllm",
+    },
+    "r1-distill-llama-70b": {
+        "repo": "deepseek-ai/DeepSeek-R1-Distill-Llama-70B",
+        "params_b": 70.6,
+        "weights_gib": 131.5,
+        "precision": "bf16",
+        "attention": "gqa",
+        "kv_bytes_per_token": 2 * 80 * 8 * 128 * 2,
+        "kv_heads": 8,
+        "heads": 64,
+        "max_context": 131072,
+        "engine": "vllm",
+    },
+    "r1-distill-qwen-32b": {
+        "repo": "deepseek-ai/DeepSeek-R1-Distill-Qwen-32B",
+        "params_b": 32.8,
+        "weights_gib": 61.1,
+        "precision": "bf16",
+        "attention": "gqa",
+        "kv_bytes_per_token": 2 * 64 * 8 * 128 * 2,
+        "kv_heads": 8,
+        "heads": 40,
+        "max_context": 131072,
+        "engine": "vllm",
+    },
+    "r1-distill-qwen-14b": {
+        "repo": "deepseek-ai/DeepSeek-R1-Distill-Qwen-14B",
+        "params_b": 14.8,
+        "weights_gib": 27.6,
+        "precision": "bf16",
+        "attention": "gqa",
+        "kv_bytes_per_token": 2 * 48 * 8 * 128 * 2,
+        "kv_heads": 8,
+        "heads": 40,
+        "max_context": 131072,
+        "engine": "vllm",
+    },
+    "r1-distill-qwen-7b": {
+        "repo": "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B",
+        "params_b": 7.6,
+        "weights_gib": 14.2,
+        "precision": "bf16",
+        "attention": "gqa",
+        "kv_bytes_per_token": 2 * 28 * 4 * 128 * 2,
+        "kv_heads": 4,
+        "heads": 28,
+        "max_context": 131072,
+        "engine": "vllm",
+    },
+    "r1-distill-llama-8b": {
+        "repo": "deepseek-ai/DeepSeek-R1-Distill-Llama-8B",
+        "params_b": 8.0,
+        "weights_gib": 15.0,
+        "precision": "bf16",
+        "attention": "gqa",
+        "kv_bytes_per_token": 2 * 32 * 8 * 128 * 2,
+        "kv_heads": 8,
+        "heads": 32,
+        "max_context": 131072,
+        "engine": "vllm",
+    },
+    "r1-distill-qwen-1.5b": {
+        "repo": "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B",
+        "params_b": 1.8,
+        "weights_gib": 3.3,
+        "precision": "bf16",
+        "attention": "gqa",
+        "kv_bytes_per_token": 2 * 28 * 2 * 128 * 2,
+        "kv_heads": 2,
+        "heads": 12,
+        "max_context": 131072,
+        "engine": "vllm",
+    },
+}

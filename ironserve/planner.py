@@ -1,0 +1,266 @@
+"""Which DeepSeek checkpoint to serve, how, on the GPUs a site has: the model plan.
+
+From the probed GPUs (model, memory, architecture, FP8 support), the number of nodes and the operator's
+wish (a checkpoint name from hardware.CHECKPOINTS, or ``auto``), choose the engine, checkpoint, tensor
+parallel size, precision, context length (``--max-model-len``, sized from the memory left for the KV
+cache), the memory fraction and the KV-cache dtype, or refuse with the reason.
+
+The arithmetic, per GPU: usable = memory x fraction; weights = checkpoint size / tensor-parallel size;
+KV budget = usable - weights - activation reserve. Context = the tokens that budget holds, divided by the
+number of full-length sequences the plan must hold at once, capped at the model's own maximum.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from ironserve import hardware
+
+MEMORY_FRACTION = 0.90  # vLLM's default --gpu-memory-utilization; used for SGLang's --mem-fraction-static too
+CONCURRENT_FULL_SEQUENCES = 4  # the KV cache must hold this many sequences at the full context length
+MIN_CONTEXT = 8192  # below this a reasoning model cannot finish its thinking: refuse instead
+CONTEXT_STEP = 1024
+GIB = 1024**3
+# Activations, CUDA graphs and the engine's own buffers, per GPU (measured figures for vLLM/SGLang are
+# 1-2 GiB for small dense models and 3-5 GiB for DeepSeek's MoE at large batch).
+RESERVE_GIB = {"mla": 5.0, "gqa": 2.0}
+AUTO_ORDER = (
+    "deepseek-r1-fp8",
+    "deepseek-r1-awq",
+    "r1-distill-llama-70b",
+    "r1-distill-qwen-32b",
+    "r1-distill-qwen-14b",
+    "r1-distill-qwen-7b",
+    "r1-distill-llama-8b",
+    "r1-distill-qwen-1.5b",
+)
+
+
+class PlanError(ValueError):
+    """Nothing fits, or the wish cannot work on this hardware; the message says why."""
+
+
+@dataclass
+class Plan:
+    checkpoint: str
+    repo: str
+    engine: str
+    precision: str
+    tensor_parallel: int
+    nodes: int
+    max_model_len: int
+    memory_fraction: float
+    kv_cache_dtype: str
+    quantization: str | None
+    weights_gib_per_gpu: float
+    kv_gib_per_gpu: float
+    engine_args: list[str] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """Identical GPUs: ``per_node`` on each of ``nodes`` nodes."""
+
+    gpu: dict  # hardware.describe_gpu(...) of one GPU
+    per_node: int
+    nodes: int = 1
+
+    @classmethod
+    def of(cls, vendor: str, device_id: str, per_node: int, nodes: int = 1) -> Cluster:
+        return cls(hardware.describe_gpu(vendor, device_id), per_node, nodes)
+
+    @property
+    def label(self) -> str:
+        nodes = f"{self.nodes} x " if self.nodes > 1 else ""
+        return f"{nodes}{self.per_node} x {self.gpu['model']}"
+
+
+def _precision_problem(checkpoint: dict, gpu: dict) -> str | None:
+    if checkpoint["precision"] == "fp8" and not gpu["fp8"]:
+        return (
+            f"{gpu['model']} ({gpu['architecture']}) has no FP8 for DeepSeek's block-wise FP8 weights; "
+            "use an AWQ build or a distill"
+        )
+    if checkpoint["precision"] == "awq" and (
+        gpu["vendor"] != "nvidia" or not hardware.capability_at_least(gpu["compute_capability"], "8.0")
+    ):
+        return f"AWQ kernels (Marlin) need an NVIDIA GPU of compute capability 8.0 or newer, not {gpu['model']}"
+    return None
+
+
+def _tensor_parallel_sizes(checkpoint: dict, cluster: Cluster) -> list[int]:
+    """Powers of two up to the GPUs available that divide the attention heads; across nodes only at full size."""
+    sizes = []
+    size = 1
+    while size <= cluster.per_node:
+        if checkpoint["heads"] % size == 0:
+            sizes.append(size)
+        size *= 2
+    total = cluster.per_node * cluster.nodes
+    if cluster.nodes > 1 and checkpoint["heads"] % total == 0:
+        sizes.append(total)
+    return sizes
+
+
+def _kv_bytes_per_gpu(checkpoint: dict, tensor_parallel: int, kv_dtype: str) -> float:
+    per_token = checkpoint["kv_bytes_per_token"]
+    if checkpoint["attention"] == "gqa":
+        per_token /= min(tensor_parallel, checkpoint["kv_heads"])  # KV heads are split, then replicated
+    return per_token / 2 if kv_dtype.startswith("fp8") else per_token
+
+
+def _fit(name: str, cluster: Cluster) -> Plan | str:
+    """The plan for one checkpoint on this cluster, or the reason it does not fit."""
+    checkpoint = hardware.CHECKPOINTS[name]
+    gpu = cluster.gpu
+    problem = _precision_problem(checkpoint, gpu)
+    if problem:
+        return problem
+    usable = gpu["memory_gib"] * MEMORY_FRACTION
+    reserve = RESERVE_GIB[checkpoint["attention"]]
+    tried, fitting = [], []
+    for tensor_parallel in _tensor_parallel_sizes(checkpoint, cluster):
+        weights = checkpoint["weights_gib"] / tensor_parallel
+        budget = usable - weights - reserve
+        tried.append(f"TP{tensor_parallel}: {weights:.1f} GiB weights + {reserve} GiB reserve of {usable:.1f} GiB")
+        if budget <= 0:
+            continue
+        # FP8 KV cache halves its size; used only where it is needed to reach the model's full context, on
+        # FP8 hardware, and with standard attention (vLLM's FP8 KV for MLA is not relied on).
+        kv_dtype = "auto"
+        tokens = budget * GIB / _kv_bytes_per_gpu(checkpoint, tensor_parallel, kv_dtype)
+        if (
+            tokens / CONCURRENT_FULL_SEQUENCES < checkpoint["max_context"]
+            and gpu["fp8"]
+            and checkpoint["attention"] == "gqa"
+            and checkpoint["engine"] == "vllm"
+        ):
+            kv_dtype = "fp8"
+            tokens = budget * GIB / _kv_bytes_per_gpu(checkpoint, tensor_parallel, kv_dtype)
+        context = min(checkpoint["max_context"], int(tokens / CONCURRENT_FULL_SEQUENCES) // CONTEXT_STEP * CONTEXT_STEP)
+        if context < MIN_CONTEXT:
+            tried[-1] += f", leaves {budget:.1f} GiB for KV: {context} tokens of context"
+            continue
+        fitting.append((tensor_parallel, context, kv_dtype, weights, budget))
+    if fitting:
+        # The fewest GPUs that reach the model's full context; failing that, the longest context.
+        full = [f for f in fitting if f[1] == checkpoint["max_context"]]
+        tensor_parallel, context, kv_dtype, weights, budget = full[0] if full else max(fitting, key=lambda f: f[1])
+        return _plan(name, checkpoint, cluster, tensor_parallel, context, kv_dtype, weights, budget)
+    return (
+        f"{name} ({checkpoint['weights_gib']} GiB of {checkpoint['precision']} weights) does not fit "
+        f"{cluster.label} at {MEMORY_FRACTION:.0%} memory use ({'; '.join(tried) or 'no usable TP size'})"
+    )
+
+
+def _plan(
+    name: str,
+    checkpoint: dict,
+    cluster: Cluster,
+    tensor_parallel: int,
+    context: int,
+    kv_dtype: str,
+    weights: float,
+    budget: float,
+) -> Plan:
+    nodes = cluster.nodes if tensor_parallel > cluster.per_node else 1
+    quantization = "awq_marlin" if checkpoint["precision"] == "awq" else None
+    # BF16 needs compute capability 8.0; Volta and Turing run the BF16 distills in FP16.
+    half = (
+        checkpoint["precision"] == "bf16"
+        and cluster.gpu["vendor"] == "nvidia"
+        and not (hardware.capability_at_least(cluster.gpu["compute_capability"], "8.0"))
+    )
+    if checkpoint["engine"] == "sglang":
+        args = [
+            "--tp",
+            str(tensor_parallel),
+            "--context-length",
+            str(context),
+            "--mem-fraction-static",
+            f"{MEMORY_FRACTION:.2f}",
+            "--kv-cache-dtype",
+            kv_dtype,
+            "--trust-remote-code",
+        ]
+        if nodes > 1:
+            args += ["--nnodes", str(nodes)]
+    else:
+        args = [
+            "--tensor-parallel-size",
+            str(tensor_parallel),
+            "--max-model-len",
+            str(context),
+            "--gpu-memory-utilization",
+            f"{MEMORY_FRACTION:.2f}",
+            "--kv-cache-dtype",
+            kv_dtype,
+        ]
+        if quantization:
+            args += ["--quantization", quantization]
+        if half:
+            args += ["--dtype", "float16"]
+        if nodes > 1:
+            args += ["--pipeline-parallel-size", "1", "--distributed-executor-backend", "ray"]
+    # Native FP8 checkpoints carry their quantization config: '--quantization fp8' would re-quantize them.
+    reasons = [
+        f"{cluster.label}: {weights:.1f} GiB of weights and {budget:.1f} GiB of KV cache per GPU "
+        f"at TP{tensor_parallel}",
+        f"context {context} tokens holds {CONCURRENT_FULL_SEQUENCES} full-length sequences "
+        f"(model maximum {checkpoint['max_context']})",
+    ]
+    if kv_dtype == "fp8":
+        reasons.append("FP8 KV cache: the BF16 cache would not hold the full context on this GPU")
+    if half:
+        reasons.append(f"{cluster.gpu['model']} has no BF16: the weights run in FP16")
+    return Plan(
+        checkpoint=name,
+        repo=checkpoint["repo"],
+        engine=checkpoint["engine"],
+        precision="fp16" if half else checkpoint["precision"],
+        tensor_parallel=tensor_parallel,
+        nodes=nodes,
+        max_model_len=context,
+        memory_fraction=MEMORY_FRACTION,
+        kv_cache_dtype=kv_dtype,
+        quantization=quantization,
+        weights_gib_per_gpu=round(weights, 1),
+        kv_gib_per_gpu=round(budget, 1),
+        engine_args=args,
+        reasons=reasons,
+    )
+
+
+def plan(cluster: Cluster, wish: str = "auto") -> Plan:
+    """The plan for ``wish`` (a checkpoint name) or the best checkpoint that fits (``auto``)."""
+    gpu = cluster.gpu
+    if cluster.per_node < 1 or cluster.nodes < 1:
+        raise PlanError("no GPU to serve on: the plan needs at least one GPU per node")
+    if not gpu.get("known") or gpu.get("memory_gib") is None:
+        raise PlanError(
+            f"{gpu['model']} is not in ironserve's hardware rules (ironserve/hardware.py): "
+            "its memory and FP8 support are unknown"
+        )
+    if gpu["vendor"] == "nvidia" and not hardware.capability_at_least(gpu["compute_capability"], "7.0"):
+        raise PlanError(
+            f"{gpu['model']} has compute capability {gpu['compute_capability']}; vLLM and SGLang need 7.0 or newer"
+        )
+    if wish != "auto":
+        if wish not in hardware.CHECKPOINTS:
+            raise PlanError(f"unknown checkpoint '{wish}'; choose auto or one of: {', '.join(hardware.CHECKPOINTS)}")
+        fitted = _fit(wish, cluster)
+        if isinstance(fitted, str):
+            raise PlanError(fitted)
+        return fitted
+    refusals = []
+    for name in AUTO_ORDER:
+        fitted = _fit(name, cluster)
+        if isinstance(fitted, Plan):
+            fitted.reasons += [f"not chosen: {r}" for r in refusals]
+            return fitted
+        refusals.append(fitted)
+    raise PlanError(f"no DeepSeek checkpoint fits {cluster.label}: " + " | ".join(refusals))
