@@ -75,3 +75,14 @@ def test_bad_declarations_name_the_field(change, message):
     with pytest.raises(SpecError, match=None) as raised:
         lab_from_dict(_lab(**change))
     assert message in str(raised.value)
+
+
+def test_a_saved_lab_matches_its_declaration_after_a_json_round_trip():
+    import json
+
+    from ironserve.lab.lab import same_spec
+
+    lab = lab_from_dict(_lab())
+    state = json.loads(json.dumps({"spec": lab.to_dict()}))
+    assert same_spec(state, lab)
+    assert not same_spec(state, lab_from_dict(_lab(data_mtu=1500)))

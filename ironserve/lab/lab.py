@@ -77,6 +77,11 @@ def state_file(name: str) -> Path:
     return lab_folder(name) / "state.json"
 
 
+def same_spec(state: dict, spec: LabSpec) -> bool:
+    """Whether a saved lab was booted from this declaration (compared as JSON: tuples come back as lists)."""
+    return state.get("spec") == json.loads(json.dumps(spec.to_dict()))
+
+
 def ensure_ssh_key() -> Path:
     key = paths.ssh_key_path()
     if not key.exists():
@@ -180,7 +185,7 @@ def up(spec: LabSpec, bundle: Bundle | None, timeout: float = DEFAULT_BOOT_TIMEO
     existing = load_state(spec.name)
     if existing is not None:
         alive = running(existing)
-        if alive and all(alive.values()) and existing["spec"] == spec.to_dict():
+        if alive and all(alive.values()) and same_spec(existing, spec):
             return existing
         log(f"lab {spec.name}: found a stale or different lab, taking it down first")
         down(spec.name, log=log)
