@@ -26,6 +26,7 @@ ARCHITECTURES: dict[str, dict] = {
         "open_kernel_module": "unsupported",
         "fp8": False,
         "min_driver_branch": 375,
+        "max_driver_branch": 580,
     },
     "pascal-gp10x": {
         "vendor": "nvidia",
@@ -33,6 +34,7 @@ ARCHITECTURES: dict[str, dict] = {
         "open_kernel_module": "unsupported",
         "fp8": False,
         "min_driver_branch": 375,
+        "max_driver_branch": 580,
     },
     "volta": {
         "vendor": "nvidia",
@@ -40,6 +42,7 @@ ARCHITECTURES: dict[str, dict] = {
         "open_kernel_module": "unsupported",
         "fp8": False,
         "min_driver_branch": 384,
+        "max_driver_branch": 580,
     },
     "turing": {
         "vendor": "nvidia",
@@ -269,6 +272,94 @@ def capability_at_least(have: str | None, need: str | None) -> bool:
     if have is None or not have[0].isdigit():
         return False
     return tuple(int(p) for p in have.split(".")) >= tuple(int(p) for p in need.split("."))
+
+
+# Driver and CUDA rules -----------------------------------------------------------------------------
+# The long-term branch new installs get; 580 is also the last branch that drives Pascal and Volta.
+DEFAULT_DRIVER_BRANCH = 580
+
+# CUDA toolkit -> (oldest Linux driver it needs, oldest and newest compute capability it builds for), from
+# NVIDIA's CUDA release notes (toolkit/driver table) and the architectures each release added or removed:
+# 12.8 added Blackwell (10.0, 12.0); 13.0 removed Maxwell, Pascal and Volta.
+CUDA_TOOLKITS: dict[str, tuple[str, str, str]] = {
+    "12.2": ("535.54.03", "5.0", "9.0"),
+    "12.4": ("550.54.14", "5.0", "9.0"),
+    "12.6": ("560.28.03", "5.0", "9.0"),
+    "12.8": ("570.26", "5.0", "12.0"),
+    "12.9": ("575.51.03", "5.0", "12.0"),
+    "13.0": ("580.65.06", "7.5", "12.0"),
+}
+
+
+class HardwareRuleError(ValueError):
+    """A choice that cannot work on this hardware; the message says why and what would."""
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("."))
+
+
+def _nvidia(gpus: list[dict]) -> list[dict]:
+    return [g for g in gpus if g.get("vendor") == "nvidia" and g.get("architecture") != "ampere-orin"]
+
+
+def kernel_module_flavour(gpus: list[dict], override: str | None = None) -> str:
+    """'open' or 'proprietary' NVIDIA kernel modules for these GPUs.
+
+    Turing and newer run the open modules (NVIDIA's default since branch 560), Blackwell only those;
+    Pascal and Volta only the proprietary ones: the wrong flavour installs cleanly and finds no device.
+    Without GPUs (an image build) the open flavour is chosen unless overridden.
+    """
+    nvidia = _nvidia(gpus)
+    required = sorted({g["model"] for g in nvidia if g["open_kernel_module"] == "required"})
+    unsupported = sorted({g["model"] for g in nvidia if g["open_kernel_module"] == "unsupported"})
+    if required and unsupported:
+        raise HardwareRuleError(
+            f"{', '.join(required)} need the open kernel modules and {', '.join(unsupported)} cannot use them: "
+            "no single driver flavour drives this host; move one generation to another host"
+        )
+    if override == "open" and unsupported:
+        raise HardwareRuleError(f"the open kernel modules do not drive {', '.join(unsupported)}; use 'proprietary'")
+    if override == "proprietary" and required:
+        raise HardwareRuleError(f"{', '.join(required)} need the open kernel modules; use 'open'")
+    if override in ("open", "proprietary"):
+        return override
+    if override not in (None, "auto"):
+        raise HardwareRuleError(f"unknown kernel module flavour '{override}'; use auto, open or proprietary")
+    return "proprietary" if unsupported else "open"
+
+
+def driver_branch_problems(branch: int, gpus: list[dict]) -> list[str]:
+    """Why a driver branch cannot drive these GPUs (empty when it can)."""
+    problems = []
+    for gpu in _nvidia(gpus):
+        facts = ARCHITECTURES[gpu["architecture"]]
+        oldest, newest = facts["min_driver_branch"], facts.get("max_driver_branch")
+        if oldest is not None and branch < oldest:
+            problems.append(
+                f"{gpu['model']} ({gpu['architecture']}) needs driver branch {oldest} or newer, not {branch}"
+            )
+        if newest is not None and branch > newest:
+            problems.append(
+                f"{gpu['model']} ({gpu['architecture']}) is driven by branch {newest} at the newest, not {branch}"
+            )
+    return sorted(set(problems))
+
+
+def cuda_toolkit_for(driver_version: str, gpus: list[dict]) -> str:
+    """The newest CUDA toolkit this driver runs that still builds for every GPU here."""
+    capabilities = [g["compute_capability"] for g in _nvidia(gpus)]
+    for toolkit, (oldest_driver, oldest_cc, newest_cc) in sorted(
+        CUDA_TOOLKITS.items(), key=lambda item: _version(item[0]), reverse=True
+    ):
+        if _version(driver_version) < _version(oldest_driver):
+            continue
+        if all(capability_at_least(cc, oldest_cc) and capability_at_least(newest_cc, cc) for cc in capabilities):
+            return toolkit
+    raise HardwareRuleError(
+        f"no CUDA toolkit of {', '.join(CUDA_TOOLKITS)} runs on driver {driver_version} and builds for compute "
+        f"capabilities {', '.join(sorted(set(capabilities))) or 'none'}"
+    )
 
 
 # Model sizing -------------------------------------------------------------------------------------

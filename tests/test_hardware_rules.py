@@ -1,0 +1,93 @@
+"""Driver flavour, driver branch and CUDA toolkit decisions across GPU generations, Pascal to Blackwell."""
+
+from __future__ import annotations
+
+import pytest
+
+from ironserve import hardware
+from ironserve.hardware import HardwareRuleError, cuda_toolkit_for, driver_branch_problems, kernel_module_flavour
+
+NV = hardware.NVIDIA_VENDOR
+GPU = {
+    "pascal": hardware.describe_gpu(NV, "0x15f8"),  # Tesla P100 PCIe 16GB
+    "volta": hardware.describe_gpu(NV, "0x1db5"),  # Tesla V100 SXM2 32GB
+    "turing": hardware.describe_gpu(NV, "0x1eb8"),  # Tesla T4
+    "ampere": hardware.describe_gpu(NV, "0x20b2"),  # A100 SXM4 80GB
+    "ada": hardware.describe_gpu(NV, "0x26b9"),  # L40S
+    "hopper": hardware.describe_gpu(NV, "0x2335"),  # H200 SXM
+    "blackwell": hardware.describe_gpu(NV, "0x2901"),  # B200
+}
+
+
+@pytest.mark.parametrize(
+    ("generation", "flavour"),
+    [
+        ("pascal", "proprietary"),
+        ("volta", "proprietary"),
+        ("turing", "open"),
+        ("ampere", "open"),
+        ("ada", "open"),
+        ("hopper", "open"),
+        ("blackwell", "open"),
+    ],
+)
+def test_flavour_follows_the_architecture(generation, flavour):
+    assert kernel_module_flavour([GPU[generation]] * 8) == flavour
+
+
+def test_flavour_overrides_that_cannot_work_are_refused():
+    with pytest.raises(HardwareRuleError, match="B200 180GB need the open kernel modules; use 'open'"):
+        kernel_module_flavour([GPU["blackwell"]], "proprietary")
+    with pytest.raises(HardwareRuleError, match="do not drive Tesla V100 SXM2 32GB; use 'proprietary'"):
+        kernel_module_flavour([GPU["volta"]], "open")
+    with pytest.raises(HardwareRuleError, match="no single driver flavour drives this host"):
+        kernel_module_flavour([GPU["blackwell"], GPU["pascal"]])
+    assert kernel_module_flavour([GPU["hopper"]], "proprietary") == "proprietary"  # supported, just not default
+    assert kernel_module_flavour([]) == "open"  # image build: NVIDIA's default flavour
+
+
+@pytest.mark.parametrize(
+    ("branch", "generation", "problem"),
+    [
+        (580, "pascal", None),  # 580 is the last branch for Pascal and Volta
+        (590, "volta", "is driven by branch 580 at the newest, not 590"),
+        (535, "hopper", None),
+        (550, "blackwell", "needs driver branch 570 or newer, not 550"),
+        (580, "blackwell", None),
+        (440, "ampere", "needs driver branch 450 or newer, not 440"),
+    ],
+)
+def test_driver_branch_support(branch, generation, problem):
+    problems = driver_branch_problems(branch, [GPU[generation]])
+    if problem is None:
+        assert problems == []
+    else:
+        assert len(problems) == 1
+        assert problem in problems[0]
+
+
+@pytest.mark.parametrize(
+    ("driver", "generation", "toolkit"),
+    [
+        ("580.95.05", "hopper", "13.0"),
+        ("580.95.05", "volta", "12.9"),  # CUDA 13 no longer builds for Volta
+        ("580.95.05", "pascal", "12.9"),
+        ("570.133.20", "blackwell", "12.8"),
+        ("560.35.03", "ampere", "12.6"),
+        ("550.163.01", "ada", "12.4"),
+        ("535.247.01", "turing", "12.2"),
+    ],
+)
+def test_cuda_toolkit_matches_driver_and_architecture(driver, generation, toolkit):
+    assert cuda_toolkit_for(driver, [GPU[generation]]) == toolkit
+
+
+def test_blackwell_on_an_old_driver_has_no_toolkit():
+    with pytest.raises(
+        HardwareRuleError, match=r"runs on driver 560\.35\.03 and builds for compute capabilities 10\.0"
+    ):
+        cuda_toolkit_for("560.35.03", [GPU["blackwell"]])
+
+
+def test_default_branch_drives_every_generation():
+    assert driver_branch_problems(hardware.DEFAULT_DRIVER_BRANCH, list(GPU.values())) == []
