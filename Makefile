@@ -51,7 +51,7 @@ molecule: setup
 	  start=$$(date +%s); \
 	  PATH=$(CURDIR)/$(BIN):$$PATH NO_COLOR=1 COLUMNS=160 $(BIN)/molecule test -s $$scenario; \
 	  echo "molecule scenario $$scenario: $$(( $$(date +%s) - start )) s"; \
-	  $(BIN)/ironserve lab leftovers; \
+	  $(BIN)/ironserve lab leftovers mol-$$scenario; \
 	done
 
 test: lint unit molecule
@@ -64,7 +64,7 @@ demo: setup
 
 demo-down: setup
 	$(BIN)/ironserve lab down demo
-	$(BIN)/ironserve lab leftovers
+	$(BIN)/ironserve lab leftovers demo
 
 clean:
 	-$(BIN)/ironserve lab down --all

@@ -83,11 +83,12 @@ def cmd_lab_status(args: argparse.Namespace) -> int:
 def cmd_lab_leftovers(args: argparse.Namespace) -> int:
     from ironserve.lab import lab
 
-    found = lab.leftovers()
+    found = lab.leftovers(args.name)
     for item in found:
         print(f"left behind: {item}")
     if not found:
-        print("no lab process, interface or folder is left on this machine")
+        where = f"of lab {args.name} " if args.name else ""
+        print(f"no lab process, interface or folder {where}is left on this machine")
     return EXIT_ENVIRONMENT if found else EXIT_OK
 
 
@@ -301,7 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("name", nargs="?")
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=cmd_lab_status)
-    leftovers = lab.add_parser("leftovers", help="list what labs left behind (exit 3 if anything)")
+    leftovers = lab.add_parser("leftovers", help="list what labs (or one lab) left behind (exit 3 if anything)")
+    leftovers.add_argument("name", nargs="?", help="only this lab (default: every lab)")
     leftovers.set_defaults(func=cmd_lab_leftovers)
     ssh = lab.add_parser("ssh", help="open a root shell (or run a command) on a lab machine")
     ssh.add_argument("name")

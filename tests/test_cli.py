@@ -30,3 +30,15 @@ def test_down_of_a_lab_that_is_not_up_is_harmless(tmp_path, monkeypatch, capsys)
     monkeypatch.setenv("IRONSERVE_HOME", str(tmp_path))
     assert cli.main(["lab", "down", "nolab"]) == cli.EXIT_OK
     assert "not up" in capsys.readouterr().out
+
+
+def test_leftovers_of_one_lab(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("IRONSERVE_HOME", str(tmp_path))
+    (tmp_path / "labs" / "mine").mkdir(parents=True)
+    (tmp_path / "labs" / "other").mkdir()
+    assert cli.main(["lab", "leftovers", "mine"]) == cli.EXIT_ENVIRONMENT
+    assert capsys.readouterr().out.strip() == f"left behind: lab folder {tmp_path}/labs/mine"
+    (tmp_path / "labs" / "mine").rmdir()
+    assert cli.main(["lab", "leftovers", "mine"]) == cli.EXIT_OK
+    assert cli.main(["lab", "leftovers"]) == cli.EXIT_ENVIRONMENT
+    assert f"lab folder {tmp_path}/labs/other" in capsys.readouterr().out

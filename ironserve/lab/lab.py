@@ -338,23 +338,27 @@ def all_labs() -> list[str]:
     return sorted(p.parent.name for p in folder.glob("*/state.json")) if folder.exists() else []
 
 
-def leftovers() -> list[str]:
-    """Whatever labs left on this machine: QEMU or bundle-server processes of a lab, lab interfaces, lab folders.
-
-    Empty after every lab is down; the test command checks it after each scenario.
-    """
+def leftovers(name: str | None = None) -> list[str]:
+    """Whatever labs (or lab ``name``) left on this machine: QEMU or bundle-server processes started for a
+    lab's folder, lab interfaces, lab folders. Empty after the lab is down; the test command checks it
+    after each scenario."""
     found: list[str] = []
-    labs = str(paths.labs_dir()).encode()
+    scope = paths.labs_dir() / name if name else paths.labs_dir()
+    marker = (str(scope) + "/").encode()
     for proc in Path("/proc").glob("[0-9]*"):
         try:
             argv = (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if any(labs in arg for arg in argv):
+        if any(marker in arg for arg in argv):
             found.append(f"process {proc.name}: {b' '.join(argv).decode(errors='replace')[:160]}")
+    tag = segment.interface_names(name, [])[0][: -len("br")] if name else None
     for interface in sorted(Path("/sys/class/net").iterdir()):
-        if segment.is_lab_interface(interface.name):
+        if segment.is_lab_interface(interface.name) and (tag is None or interface.name.startswith(tag)):
             found.append(f"network interface {interface.name}")
-    if paths.labs_dir().exists():
-        found += [f"lab folder {folder}" for folder in sorted(paths.labs_dir().iterdir())]
+    if name:
+        if scope.exists():
+            found.append(f"lab folder {scope}")
+    elif scope.exists():
+        found += [f"lab folder {folder}" for folder in sorted(scope.iterdir())]
     return found
