@@ -1,0 +1,185 @@
+"""Weight staging: verified against the manifest, resumable, atomic, skipped when already verified."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.server
+import json
+import os
+import subprocess
+import threading
+from pathlib import Path
+
+import ironserve_weights as weights
+import pytest
+
+from ironserve import paths
+
+FILES = {
+    "config.json": b'{"model_type": "qwen2"}\n',
+    "model-00001-of-00002.safetensors": os.urandom(300_000),
+    "model-00002-of-00002.safetensors": os.urandom(200_000),
+    "tokenizer/tokenizer.json": b"{}\n",
+}
+
+
+def _source(folder: Path, files: dict[str, bytes] = FILES) -> str:
+    lines = []
+    for relative, content in files.items():
+        (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+        (folder / relative).write_bytes(content)
+        lines.append(f"{hashlib.sha256(content).hexdigest()}  {relative}")
+    (folder / "SHA256SUMS").write_text("\n".join(lines) + "\n")
+    return (folder / "SHA256SUMS").read_text()
+
+
+def test_stage_verify_switch_and_skip(tmp_path):
+    source, dest = tmp_path / "src", tmp_path / "models"
+    manifest = weights.parse_manifest(_source(source))
+    first = weights.stage(str(source), str(dest), "m", "rev1", manifest, check_mode=False)
+    assert first["changed"] is True
+    assert first["switched"] is True
+    assert sorted(first["fetched_files"]) == sorted(FILES)
+    assert first["fetched_bytes"] == sum(len(c) for c in FILES.values())
+    assert os.readlink(dest / "m/current") == "rev1"
+    assert (dest / "m/current/model-00001-of-00002.safetensors").read_bytes() == FILES[
+        "model-00001-of-00002.safetensors"
+    ]
+    assert not (dest / "m/rev1.staging").exists()
+
+    again = weights.stage(str(source), str(dest), "m", "rev1", manifest, check_mode=False)
+    assert (again["changed"], again["fetched_files"], again["kept_files"]) == (False, [], len(FILES))
+
+
+def test_check_mode_writes_nothing(tmp_path):
+    source, dest = tmp_path / "src", tmp_path / "models"
+    manifest = weights.parse_manifest(_source(source))
+    planned = weights.stage(str(source), str(dest), "m", "rev1", manifest, check_mode=True)
+    assert (planned["changed"], planned["switched"]) == (True, True)
+    assert sorted(planned["fetched_files"]) == sorted(FILES)
+    assert not dest.exists()
+
+
+def test_a_corrupted_file_is_refused_and_current_stays(tmp_path):
+    source, dest = tmp_path / "src", tmp_path / "models"
+    weights.stage(str(source), str(dest), "m", "rev1", weights.parse_manifest(_source(source)), check_mode=False)
+    newer = dict(FILES, **{"model-00002-of-00002.safetensors": os.urandom(200_000)})
+    manifest = weights.parse_manifest(_source(tmp_path / "src2", newer))
+    (tmp_path / "src2/model-00002-of-00002.safetensors").write_bytes(b"bit rot" + os.urandom(100))
+    with pytest.raises(weights.StagingError) as refused:
+        weights.stage(str(tmp_path / "src2"), str(dest), "m", "rev2", manifest, check_mode=False)
+    assert str(refused.value).startswith("model-00002-of-00002.safetensors: sha256 ")
+    assert "does not match the manifest's" in str(refused.value)
+    assert os.readlink(dest / "m/current") == "rev1"
+    assert not (dest / "m/rev2").exists()
+    assert not list((dest / "m/rev2.staging").rglob("*.partial"))
+
+
+def test_a_new_revision_switches_current_and_keeps_the_old(tmp_path):
+    dest = tmp_path / "models"
+    weights.stage(str(tmp_path / "a"), str(dest), "m", "rev1", weights.parse_manifest(_source(tmp_path / "a")), False)
+    newer = dict(FILES, **{"config.json": b'{"model_type": "qwen2", "v": 2}\n'})
+    result = weights.stage(
+        str(tmp_path / "b"), str(dest), "m", "rev2", weights.parse_manifest(_source(tmp_path / "b", newer)), False
+    )
+    assert result["switched"] is True
+    assert os.readlink(dest / "m/current") == "rev2"
+    assert (dest / "m/rev1/config.json").read_bytes() == FILES["config.json"]
+
+
+class _RangeHandler(http.server.SimpleHTTPRequestHandler):
+    """A static server that honours 'Range: bytes=N-' as the bundle's production web server does."""
+
+    def log_message(self, format, *args):  # noqa: A002
+        pass
+
+    def do_GET(self):
+        path = Path(self.translate_path(self.path))
+        requested = self.headers.get("Range")
+        if not requested or not path.is_file():
+            return super().do_GET()
+        start = int(requested.removeprefix("bytes=").rstrip("-"))
+        data = path.read_bytes()
+        if start >= len(data):
+            self.send_response(416)
+            self.end_headers()
+            return None
+        self.send_response(206)
+        self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        self.send_header("Content-Length", str(len(data) - start))
+        self.end_headers()
+        self.wfile.write(data[start:])
+        return None
+
+
+@pytest.fixture
+def http_source(tmp_path):
+    folder = tmp_path / "served"
+    manifest = _source(folder)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_RangeHandler, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/", manifest
+    server.shutdown()
+    server.server_close()
+
+
+def test_http_source_resumes_a_partial_file(tmp_path, http_source):
+    url, manifest_text = http_source
+    dest = tmp_path / "models"
+    big = "model-00001-of-00002.safetensors"
+    partial = dest / "m/rev1.staging" / (big + ".partial")
+    partial.parent.mkdir(parents=True)
+    partial.write_bytes(FILES[big][:120_000])  # an interrupted earlier run
+    result = weights.stage(url, str(dest), "m", "rev1", weights.parse_manifest(manifest_text), False)
+    assert result["fetched_bytes"] == sum(len(c) for c in FILES.values()) - 120_000
+    assert (dest / "m/current" / big).read_bytes() == FILES[big]
+    assert weights.read_source_text(url, "SHA256SUMS") == manifest_text
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "lists no file"),
+        ("abc  x\n", "is not '<sha256>  <path>'"),
+        (f"{'0' * 64}  ../etc/passwd\n", "outside"),
+        (f"{'0' * 64}  /etc/passwd\n", "outside"),
+    ],
+)
+def test_manifests_that_cannot_be_trusted_are_refused(text, message):
+    with pytest.raises(weights.StagingError, match=None) as refused:
+        weights.parse_manifest(text)
+    assert message in str(refused.value)
+
+
+def test_the_module_through_ansible(tmp_path):
+    source = tmp_path / "src"
+    _source(source)
+    env = {
+        **os.environ,
+        "ANSIBLE_LIBRARY": str(paths.REPO_ROOT / "library"),
+        "ANSIBLE_MODULE_UTILS": str(paths.REPO_ROOT / "module_utils"),
+        "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
+        "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
+        "ANSIBLE_CALLBACKS_ENABLED": "ansible.builtin.timer",
+    }
+    args = f"source={source} dest={tmp_path / 'models'} name=m revision=r1"
+    argv = [
+        paths.tool("ansible"),
+        "localhost",
+        "-c",
+        "local",
+        "-m",
+        "ironserve_weights",
+        "-a",
+        args,
+        "-e",
+        "ansible_python_interpreter=python3",
+    ]
+    for expected_change in (True, False):
+        out = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120, check=True).stdout
+        document, _ = json.JSONDecoder().raw_decode(out[out.index("{") :])
+        result = document["plays"][0]["tasks"][0]["hosts"]["localhost"]
+        assert result["changed"] is expected_change
+    assert os.readlink(tmp_path / "models/m/current") == "r1"
