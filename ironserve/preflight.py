@@ -11,7 +11,7 @@ from typing import Any
 from ironserve import hardware
 
 
-def _disk_index(disks: list[dict]) -> dict[str, dict]:
+def disk_index(disks: list[dict]) -> dict[str, dict]:
     """Every name a disk can be declared by: /dev/NAME, NAME, each /dev/disk/by-id link, its serial."""
     index: dict[str, dict] = {}
     for disk in disks:
@@ -69,7 +69,7 @@ def _gpu_problems(gpu: dict, declared: dict) -> list[str]:
 
 def _disk_problems(storage: dict, tiers: dict[str, list[str]]) -> list[str]:
     problems = []
-    index = _disk_index(storage.get("disks", []))
+    index = disk_index(storage.get("disks", []))
     claimed: dict[str, str] = {}
     for tier, devices in tiers.items():
         variable = f"{tier}_tier_devices"

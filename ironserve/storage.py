@@ -1,0 +1,97 @@
+"""Storage decisions from the probe's facts: which drives an array takes, what safe mode refuses, what an
+existing array is. Used by the storage roles through filters; every problem names the variable and the fix."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ironserve.preflight import disk_index
+
+
+def parse_md_export(text: str) -> dict[str, Any]:
+    """``mdadm --detail --export /dev/md/NAME`` -> level, member count, UUID, name and member devices."""
+    values = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+    if "MD_LEVEL" not in values:
+        return {}
+    members = sorted(
+        value.removeprefix("/dev/")
+        for key, value in values.items()
+        if key.startswith("MD_DEVICE_") and key.endswith("_DEV")
+    )
+    return {
+        "level": values["MD_LEVEL"],
+        "raid_devices": int(values.get("MD_DEVICES", 0)),
+        "uuid": values.get("MD_UUID"),
+        "name": values.get("MD_NAME"),
+        "members": members,
+    }
+
+
+def plan_array(
+    hw: dict,
+    declared: list[str],
+    variable: str,
+    level: int,
+    existing: dict,
+    safe_mode: bool,
+    allow_destroy: list[str],
+    kind: str = "nvme",
+) -> dict[str, Any]:
+    """The drives an array takes, those whose content must be wiped first, and every problem at once."""
+    disks = hw.get("storage", {}).get("disks", [])
+    index = disk_index(disks)
+    problems: list[str] = []
+    chosen: list[dict] = []
+    existing_members = set(existing.get("members", []))
+    if declared:
+        for name in declared:
+            disk = index.get(name)
+            if disk is None:
+                problems.append(f"{variable} names {name}, which this host does not have")
+            elif disk in chosen:
+                problems.append(f"{variable} names /dev/{disk['name']} twice (as {name})")
+            else:
+                chosen.append(disk)
+    elif existing_members:
+        chosen = [d for d in disks if d["name"] in existing_members]
+    else:
+        chosen = [d for d in disks if d["kind"] == kind and not d["in_use"]]
+    if level == 10 and len(chosen) < 4:
+        problems.append(
+            f"not enough disks selected to create raid10 array, at least 4 disks needed; {variable} "
+            f"selects {len(chosen)}: {', '.join('/dev/' + d['name'] for d in chosen) or 'none'}"
+        )
+    elif level == 10 and len(chosen) % 2:
+        problems.append(f"raid10 needs an even number of drives; {variable} selects {len(chosen)}")
+    allowed = {index[name]["name"] for name in allow_destroy if name in index}
+    wipe = []
+    for disk in chosen:
+        reasons = disk.get("in_use_reasons", [])
+        if any(r.startswith("system disk") for r in reasons):
+            problems.append(f"{variable} selects /dev/{disk['name']}, the system disk; it is never used")
+        elif disk["name"] in existing_members or not disk["in_use"]:
+            continue
+        elif disk["name"] in allowed:
+            wipe.append(f"/dev/{disk['name']}")
+        elif safe_mode:
+            problems.append(
+                f"refusing /dev/{disk['name']} ({disk.get('by_id') or disk.get('serial')}): {'; '.join(reasons)}. "
+                f"Safe mode keeps data: list it in {variable.replace('_devices', '_allow_destroy')} to destroy it"
+            )
+    if existing:
+        if existing.get("level") != f"raid{level}":
+            problems.append(
+                f"the existing array is {existing.get('level')}, not raid{level}; changing the RAID level "
+                "of an existing array is refused (move the data, stop the array, then re-run)"
+            )
+        if declared and {d["name"] for d in chosen} != existing_members:
+            problems.append(
+                f"the existing array has members {', '.join(sorted(existing_members))}, but {variable} "
+                f"selects {', '.join(sorted(d['name'] for d in chosen))}; it is adopted only as it is"
+            )
+    return {
+        "members": [d.get("by_id") or f"/dev/{d['name']}" for d in chosen],
+        "names": [d["name"] for d in chosen],
+        "wipe": wipe,
+        "problems": problems,
+    }
