@@ -382,18 +382,6 @@ CHECKPOINTS: dict[str, dict] = {
         "max_context": 163840,
         "engine": "sglang",
     },
-    "deepseek-v3-fp8": {
-        "repo": "deepseek-ai/DeepSeek-V3",
-        "params_b": 671,
-        "weights_gib": 642,
-        "precision": "fp8",
-        "attention": "mla",
-        "kv_bytes_per_token": 576 * 61 * 2,
-        "kv_heads": None,
-        "heads": 128,
-        "max_context": 163840,
-        "engine": "sglang",
-    },
     "deepseek-r1-awq": {
         "repo": "cognitivecomputations/DeepSeek-R1-AWQ",
         "params_b": 671,
@@ -479,3 +467,5 @@ CHECKPOINTS: dict[str, dict] = {
         "engine": "vllm",
     },
 }
+# DeepSeek-V3 shares R1's architecture and checkpoint layout.
+CHECKPOINTS["deepseek-v3-fp8"] = {**CHECKPOINTS["deepseek-r1-fp8"], "repo": "deepseek-ai/DeepSeek-V3"}

@@ -6,8 +6,10 @@ function returns the list of differences as sentences; empty means the machine m
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
+from ironserve import paths
 from ironserve.lab.spec import Disk, Machine
 
 GIB = 1024**3
@@ -70,3 +72,16 @@ def with_extra_nvme(machine: Machine) -> Machine:
     """The same machine declared with one more NVMe drive: used to prove the comparison catches a difference."""
     extra = Disk(serial=f"{machine.name[:12]}-EXTRA", size_gb=1)
     return Machine(**{**machine.__dict__, "nvme": (*machine.nvme, extra)})
+
+
+def ansible_env() -> dict[str, str]:
+    """The environment for a bench test that runs ansible or ansible-playbook itself: this project's modules,
+    module_utils, filters and roles, as ansible.cfg and Molecule's config set them for converge."""
+    return {
+        **os.environ,
+        "ANSIBLE_LIBRARY": str(paths.REPO_ROOT / "library"),
+        "ANSIBLE_MODULE_UTILS": str(paths.REPO_ROOT / "module_utils"),
+        "ANSIBLE_FILTER_PLUGINS": str(paths.REPO_ROOT / "filter_plugins"),
+        "ANSIBLE_ROLES_PATH": str(paths.REPO_ROOT / "roles"),
+        "ANSIBLE_NOCOLOR": "1",
+    }

@@ -13,25 +13,15 @@ from pathlib import Path
 import yaml
 from testinfra.utils.ansible_runner import AnsibleRunner
 
+from ironserve.lab.verify import ansible_env
+
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
-PROJECT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
 PLATFORM = yaml.safe_load(Path(os.environ["MOLECULE_FILE"]).read_text())["platforms"][0]
 NVME_IDS = [f"/dev/disk/by-id/nvme-QEMU_NVMe_Ctrl_{d['serial']}" for d in PLATFORM["nvme"]]
 HDD_ID = f"/dev/disk/by-id/scsi-0QEMU_QEMU_HARDDISK_{PLATFORM['hdd'][0]['serial']}"
 HEALTH = "/usr/local/sbin/ironserve-hot-tier-health"
 
 testinfra_hosts = AnsibleRunner(INVENTORY).get_hosts("all")
-
-
-def _env() -> dict[str, str]:
-    return {
-        **os.environ,
-        "ANSIBLE_LIBRARY": str(PROJECT / "library"),
-        "ANSIBLE_MODULE_UTILS": str(PROJECT / "module_utils"),
-        "ANSIBLE_FILTER_PLUGINS": str(PROJECT / "filter_plugins"),
-        "ANSIBLE_ROLES_PATH": str(PROJECT / "roles"),
-        "ANSIBLE_NOCOLOR": "1",
-    }
 
 
 def _detail(host) -> dict:
@@ -88,7 +78,7 @@ def test_safe_mode_refuses_a_disk_with_data_and_changes_nothing(host, tmp_path):
         ["ansible-playbook", "-i", INVENTORY, str(playbook), "-e", json.dumps(extra)],
         capture_output=True,
         text=True,
-        env=_env(),
+        env=ansible_env(),
         timeout=600,
         check=False,
     )
@@ -140,7 +130,7 @@ def test_after_a_reboot_the_array_assembles_under_its_name_and_mounts(host):
         ["ansible", "all", "-i", INVENTORY, "--become", "-m", "ansible.builtin.reboot", "-a", "reboot_timeout=600"],
         capture_output=True,
         text=True,
-        env=_env(),
+        env=ansible_env(),
         timeout=900,
         check=False,
     )

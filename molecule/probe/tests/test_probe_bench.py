@@ -15,6 +15,7 @@ import yaml
 from testinfra.utils.ansible_runner import AnsibleRunner
 
 from ironserve.lab.spec import lab_from_platforms
+from ironserve.lab.verify import ansible_env
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 PROJECT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
@@ -28,20 +29,9 @@ GIB = 1024**3
 testinfra_hosts = AnsibleRunner(INVENTORY).get_hosts("all")
 
 
-def _ansible_env() -> dict[str, str]:
-    return {
-        **os.environ,
-        "ANSIBLE_LIBRARY": str(PROJECT / "library"),
-        "ANSIBLE_MODULE_UTILS": str(PROJECT / "module_utils"),
-        "ANSIBLE_FILTER_PLUGINS": str(PROJECT / "filter_plugins"),
-        "ANSIBLE_ROLES_PATH": str(PROJECT / "roles"),
-        "ANSIBLE_NOCOLOR": "1",
-    }
-
-
 def _module(name: str, args: str = "") -> tuple[dict, float]:
     """Run one module on the machine through Ansible; return its result and the wall time."""
-    env = {**_ansible_env(), "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1", "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"}
+    env = {**ansible_env(), "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1", "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"}
     argv = ["ansible", MACHINE.name, "-i", INVENTORY, "--become", "-m", name]
     if args:
         argv += ["-a", args]
@@ -142,7 +132,7 @@ def test_preflight_lists_each_mismatch_and_changes_nothing(host):
         ["ansible-playbook", "-i", INVENTORY, str(PROJECT / "playbooks/preflight.yml"), "-e", json.dumps(extra)],
         capture_output=True,
         text=True,
-        env=_ansible_env(),
+        env=ansible_env(),
         timeout=300,
         check=False,
     )

@@ -20,7 +20,7 @@ from testinfra.utils.ansible_runner import AnsibleRunner
 
 from ironserve.lab import lab as bench
 from ironserve.lab.spec import BUNDLE_GUEST_ADDRESS, MGMT_GUEST_ADDRESS, lab_from_platforms
-from ironserve.lab.verify import disk_mismatches, nic_mismatches, with_extra_nvme
+from ironserve.lab.verify import ansible_env, disk_mismatches, nic_mismatches, with_extra_nvme
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 LAB_NAME = "mol-" + os.environ["MOLECULE_SCENARIO_NAME"]
@@ -178,13 +178,12 @@ def test_qemu_network_is_restricted(machine):
 
 
 def _run_package_source(limit: str, tmp_path: Path, **extra_vars: str) -> subprocess.CompletedProcess:
-    project = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
     playbook = tmp_path / "package_source.yml"
     playbook.write_text(
         f"- name: Apply package_source alone\n  hosts: {limit}\n  gather_facts: false\n"
         "  roles:\n    - role: package_source\n"
     )
-    env = {**os.environ, "ANSIBLE_ROLES_PATH": str(project / "roles"), "ANSIBLE_NOCOLOR": "1"}
+    env = ansible_env()
     argv = ["ansible-playbook", "-i", INVENTORY, str(playbook)]
     for key, value in extra_vars.items():
         argv += ["-e", f"{key}={value}"]
