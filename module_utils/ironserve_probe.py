@@ -290,7 +290,7 @@ def _stable_id(paths: list[str]) -> str | None:
     return None
 
 
-def _serial(system: System, block: str, name: str) -> str | None:
+def _serial(system: System, block: str) -> str | None:
     for path in (f"{block}/device/serial", f"{block}/serial"):
         value = system.read(path)
         if value:
@@ -383,7 +383,7 @@ def probe_disks(system: System) -> dict:
                 "rotational": system.read(block + "/queue/rotational") == "1",
                 "size_bytes": sectors * 512 if sectors is not None else None,
                 "model": system.read(device + "/model"),
-                "serial": _serial(system, block, name),
+                "serial": _serial(system, block),
                 "by_id": _stable_id(stable),
                 "by_id_all": sorted(stable),
                 "numa_node": numa,

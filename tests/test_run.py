@@ -146,7 +146,7 @@ def test_a_failing_stage_stops_the_run_and_resume_finishes_it(tmp_path, monkeypa
     assert f"# ironserve run {resumed.id}" in capsys.readouterr().out
 
 
-def test_relative_inventory_paths_name_the_hosts_not_the_file(tmp_path, monkeypatch, capsys):
+def test_relative_inventory_paths_name_the_hosts_not_the_file(tmp_path, monkeypatch):
     monkeypatch.setenv("IRONSERVE_ARTIFACTS_DIR", str(tmp_path / "artifacts"))
     monkeypatch.setenv("IRONSERVE_TEST_FLAG", str(tmp_path / "flag"))
     monkeypatch.chdir(SITE)

@@ -5,16 +5,14 @@ from __future__ import annotations
 import functools
 import hashlib
 import http.server
-import json
 import os
-import subprocess
 import threading
 from pathlib import Path
 
 import ironserve_weights as weights
 import pytest
 
-from ironserve import paths
+from ironserve.lab.verify import ansible_module
 
 FILES = {
     "config.json": b'{"model_type": "qwen2"}\n',
@@ -156,30 +154,9 @@ def test_manifests_that_cannot_be_trusted_are_refused(text, message):
 def test_the_module_through_ansible(tmp_path):
     source = tmp_path / "src"
     _source(source)
-    env = {
-        **os.environ,
-        "ANSIBLE_LIBRARY": str(paths.REPO_ROOT / "library"),
-        "ANSIBLE_MODULE_UTILS": str(paths.REPO_ROOT / "module_utils"),
-        "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
-        "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
-        "ANSIBLE_CALLBACKS_ENABLED": "ansible.builtin.timer",
-    }
     args = f"source={source} dest={tmp_path / 'models'} name=m revision=r1"
-    argv = [
-        paths.tool("ansible"),
-        "localhost",
-        "-c",
-        "local",
-        "-m",
-        "ironserve_weights",
-        "-a",
-        args,
-        "-e",
-        "ansible_python_interpreter=python3",
-    ]
+    options = ("-c", "local", "-e", "ansible_python_interpreter=python3")
     for expected_change in (True, False):
-        out = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120, check=True).stdout
-        document, _ = json.JSONDecoder().raw_decode(out[out.index("{") :])
-        result = document["plays"][0]["tasks"][0]["hosts"]["localhost"]
-        assert result["changed"] is expected_change
+        result = ansible_module("localhost,", "localhost", "ironserve_weights", args, *options, timeout=120)
+        assert result["localhost"]["changed"] is expected_change
     assert os.readlink(tmp_path / "models/m/current") == "r1"

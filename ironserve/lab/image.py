@@ -242,7 +242,3 @@ def build(force: bool = False, log=print) -> BaseImage:
     work.rename(image.folder)
     log(f"base image ready in {manifest['build_seconds']} s: {image.folder}")
     return image
-
-
-def kernel_release(image: BaseImage) -> str:
-    return json.loads(image.manifest.read_text())["kernel"]

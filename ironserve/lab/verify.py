@@ -6,7 +6,10 @@ function returns the list of differences as sentences; empty means the machine m
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+from pathlib import Path
 from typing import Any
 
 from ironserve import paths
@@ -85,3 +88,29 @@ def ansible_env() -> dict[str, str]:
         "ANSIBLE_ROLES_PATH": str(paths.REPO_ROOT / "roles"),
         "ANSIBLE_NOCOLOR": "1",
     }
+
+
+def ansible_playbook(
+    inventory: str, playbook: Path, extra_vars: dict | None = None, timeout: int = 600
+) -> subprocess.CompletedProcess:
+    """Run a playbook with this project's plugins and roles; the caller asserts on the exit code and output."""
+    argv = [paths.tool("ansible-playbook"), "-i", inventory, str(playbook)]
+    if extra_vars:
+        argv += ["-e", json.dumps(extra_vars)]
+    return subprocess.run(argv, capture_output=True, text=True, env=ansible_env(), timeout=timeout, check=False)
+
+
+def ansible_module(
+    inventory: str, pattern: str, module: str, args: str = "", *options: str, timeout: int = 300
+) -> dict[str, dict]:
+    """Run one module ad hoc; return each host's result. Fails with the output's end if Ansible fails."""
+    env = {**ansible_env(), "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1", "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"}
+    argv = [paths.tool("ansible"), pattern, "-i", inventory, "-m", module, *options]
+    if args:
+        argv += ["-a", args]
+    result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=timeout, check=False)
+    if result.returncode != 0:
+        raise AssertionError(f"{module} on {pattern} failed:\n{result.stdout[-3000:]}{result.stderr[-3000:]}")
+    # Other enabled callbacks (profile_tasks) print around the JSON document.
+    document, _ = json.JSONDecoder().raw_decode(result.stdout[result.stdout.index("{") :])
+    return document["plays"][0]["tasks"][0]["hosts"]

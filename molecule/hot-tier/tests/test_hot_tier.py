@@ -3,17 +3,15 @@ a failed member reported and restored, and the array back under its name after a
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import subprocess
 import time
 from pathlib import Path
 
 import yaml
 from testinfra.utils.ansible_runner import AnsibleRunner
 
-from ironserve.lab.verify import ansible_env
+from ironserve.lab.verify import ansible_module, ansible_playbook
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 PLATFORM = yaml.safe_load(Path(os.environ["MOLECULE_FILE"]).read_text())["platforms"][0]
@@ -74,14 +72,7 @@ def test_safe_mode_refuses_a_disk_with_data_and_changes_nothing(host, tmp_path):
     playbook = tmp_path / "refuse.yml"
     playbook.write_text("- name: Hot tier over a disk with data\n  hosts: all\n  become: true\n  roles: [hot_tier]\n")
     extra = {"hot_tier_array_name": "refused", "hot_tier_devices": [*NVME_IDS[:3], HDD_ID]}
-    result = subprocess.run(
-        ["ansible-playbook", "-i", INVENTORY, str(playbook), "-e", json.dumps(extra)],
-        capture_output=True,
-        text=True,
-        env=ansible_env(),
-        timeout=600,
-        check=False,
-    )
+    result = ansible_playbook(INVENTORY, playbook, extra)
     output = result.stdout + result.stderr
     assert result.returncode != 0, output
     assert f"refusing /dev/sda ({HDD_ID}): ext4 signature." in output
@@ -126,15 +117,8 @@ def test_a_failed_member_is_reported_degraded_and_re_adding_restores_it(host):
 
 
 def test_after_a_reboot_the_array_assembles_under_its_name_and_mounts(host):
-    result = subprocess.run(
-        ["ansible", "all", "-i", INVENTORY, "--become", "-m", "ansible.builtin.reboot", "-a", "reboot_timeout=600"],
-        capture_output=True,
-        text=True,
-        env=ansible_env(),
-        timeout=900,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    rebooted = ansible_module(INVENTORY, "all", "ansible.builtin.reboot", "reboot_timeout=600", "--become", timeout=900)
+    assert all(result.get("rebooted") for result in rebooted.values()), rebooted
     assert host.file("/dev/md/hot").is_symlink
     assert _detail(host)["MD_LEVEL"] == "raid10"
     assert host.mount_point("/srv/models").exists

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import subprocess
 import time
 from functools import cache
 from pathlib import Path
@@ -15,7 +14,7 @@ import yaml
 from testinfra.utils.ansible_runner import AnsibleRunner
 
 from ironserve.lab.spec import lab_from_platforms
-from ironserve.lab.verify import ansible_env
+from ironserve.lab.verify import ansible_module, ansible_playbook
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 PROJECT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
@@ -29,19 +28,11 @@ GIB = 1024**3
 testinfra_hosts = AnsibleRunner(INVENTORY).get_hosts("all")
 
 
-def _module(name: str, args: str = "") -> tuple[dict, float]:
+def _module(name: str) -> tuple[dict, float]:
     """Run one module on the machine through Ansible; return its result and the wall time."""
-    env = {**ansible_env(), "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1", "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"}
-    argv = ["ansible", MACHINE.name, "-i", INVENTORY, "--become", "-m", name]
-    if args:
-        argv += ["-a", args]
     started = time.monotonic()
-    result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300, check=False)
-    elapsed = time.monotonic() - started
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    # Other enabled callbacks (profile_tasks) print around the JSON document.
-    document, _ = json.JSONDecoder().raw_decode(result.stdout[result.stdout.index("{") :])
-    return document["plays"][0]["tasks"][0]["hosts"][MACHINE.name], elapsed
+    result = ansible_module(INVENTORY, MACHINE.name, name, "", "--become")[MACHINE.name]
+    return result, time.monotonic() - started
 
 
 @cache
@@ -128,14 +119,7 @@ def test_preflight_lists_each_mismatch_and_changes_nothing(host):
             "/dev/disk/by-id/nvme-QEMU_NVMe_Ctrl_PRBA-NVME9",
         ],
     }
-    result = subprocess.run(
-        ["ansible-playbook", "-i", INVENTORY, str(PROJECT / "playbooks/preflight.yml"), "-e", json.dumps(extra)],
-        capture_output=True,
-        text=True,
-        env=ansible_env(),
-        timeout=300,
-        check=False,
-    )
+    result = ansible_playbook(INVENTORY, PROJECT / "playbooks/preflight.yml", extra, timeout=300)
     output = result.stdout + result.stderr
     assert result.returncode != 0, output
     assert f"Preflight found 3 problem(s) on {MACHINE.name}:" in output

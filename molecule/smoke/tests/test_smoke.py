@@ -20,7 +20,7 @@ from testinfra.utils.ansible_runner import AnsibleRunner
 
 from ironserve.lab import lab as bench
 from ironserve.lab.spec import BUNDLE_GUEST_ADDRESS, MGMT_GUEST_ADDRESS, lab_from_platforms
-from ironserve.lab.verify import ansible_env, disk_mismatches, nic_mismatches, with_extra_nvme
+from ironserve.lab.verify import ansible_playbook, disk_mismatches, nic_mismatches, with_extra_nvme
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 LAB_NAME = "mol-" + os.environ["MOLECULE_SCENARIO_NAME"]
@@ -183,11 +183,7 @@ def _run_package_source(limit: str, tmp_path: Path, **extra_vars: str) -> subpro
         f"- name: Apply package_source alone\n  hosts: {limit}\n  gather_facts: false\n"
         "  roles:\n    - role: package_source\n"
     )
-    env = ansible_env()
-    argv = ["ansible-playbook", "-i", INVENTORY, str(playbook)]
-    for key, value in extra_vars.items():
-        argv += ["-e", f"{key}={value}"]
-    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
+    return ansible_playbook(INVENTORY, playbook, extra_vars, timeout=300)
 
 
 SOURCES_STATE = "sha256sum /etc/apt/sources.list.d/* /etc/apt/keyrings/*; ls -la /etc/apt/sources.list.d"
