@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 APT_PACKAGES := qemu-system-x86 qemu-utils mmdebstrap apt-utils gnupg iproute2 openssh-client e2fsprogs \
 	debian-archive-keyring ca-certificates python3-venv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-SCENARIOS ?= smoke probe hot-tier
+SCENARIOS ?= smoke probe network storage
 
 .PHONY: help setup apt-deps lint unit molecule test demo demo-down clean
 

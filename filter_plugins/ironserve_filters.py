@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from ironserve import preflight, report, storage
+from ironserve import network, preflight, report, storage
 
 
 class FilterModule:
-    """ironserve_preflight_problems, ironserve_hw_markdown, ironserve_md_detail, ironserve_plan_array."""
+    """Storage: ironserve_md_detail, ironserve_plan_array, ironserve_pvs. Preflight and reports:
+    ironserve_preflight_problems, ironserve_hw_markdown. Networks: ironserve_network_problems,
+    ironserve_network_declaration, ironserve_host_address, ironserve_networkd, ironserve_netplan,
+    ironserve_network_files,
+    ironserve_roce_v2_gid, ironserve_perftest_bw, ironserve_host_pairs, ironserve_check_report."""
 
     def filters(self):
         return {
@@ -14,4 +18,15 @@ class FilterModule:
             "ironserve_hw_markdown": lambda hw, hostname: report.markdown(hostname, hw),
             "ironserve_md_detail": storage.parse_md_export,
             "ironserve_plan_array": storage.plan_array,
+            "ironserve_pvs": storage.parse_pvs,
+            "ironserve_network_problems": network.plan_problems,
+            "ironserve_network_declaration": network.declaration,
+            "ironserve_host_address": network.host_address,
+            "ironserve_networkd": network.render_networkd,
+            "ironserve_netplan": network.render_netplan,
+            "ironserve_network_files": network.render_files,
+            "ironserve_roce_v2_gid": network.roce_v2_gid,
+            "ironserve_perftest_bw": network.perftest_bandwidth,
+            "ironserve_host_pairs": network.host_pairs,
+            "ironserve_check_report": network.check_report,
         }

@@ -6,6 +6,7 @@ sentence that names the inventory variable and what was found, so one failure ca
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
 from typing import Any
 
 from ironserve import hardware
@@ -89,6 +90,28 @@ def _disk_problems(storage: dict, tiers: dict[str, list[str]]) -> list[str]:
     return problems
 
 
+def _mount_problems(mounts: dict[str, str]) -> list[str]:
+    """Tier mount paths must be separate folders: one inside another hides it or its data."""
+    problems = []
+    paths = {variable: PurePosixPath(path) for variable, path in mounts.items() if path}
+    for variable, path in paths.items():
+        if not path.is_absolute() or len(path.parts) < 2:
+            problems.append(f"{variable} is '{path}'; it must be an absolute folder of its own, like /srv/models")
+    names = sorted(paths)
+    for i, first in enumerate(names):
+        for second in names[i + 1 :]:
+            a, b = paths[first], paths[second]
+            if a == b:
+                problems.append(f"{first} and {second} are both {a}; each tier needs its own mount path")
+            elif a.is_relative_to(b) or b.is_relative_to(a):
+                inner, outer = (first, second) if a.is_relative_to(b) else (second, first)
+                problems.append(
+                    f"{inner} ({paths[inner]}) is inside {outer} ({paths[outer]}); mount the tiers side by side, "
+                    "for example /srv/models and /srv/warm"
+                )
+    return problems
+
+
 def _nic_problems(network: dict, declared: dict) -> list[str]:
     problems = []
     macs = {nic["mac"]: nic for nic in network.get("nics", []) if nic.get("mac")}
@@ -108,7 +131,7 @@ def problems(hw: dict[str, Any], declared: dict[str, Any]) -> list[str]:
     """Every mismatch between the probed host ``hw`` (ironserve_hw) and the inventory's declarations.
 
     ``declared`` keys: profile, gpu_count, gpu_model, image_build, tiers ({hot: [...], warm: [...]}),
-    mgmt_mac, data_macs.
+    mounts ({hot_tier_mount_path: ..., warm_tier_mount_path: ...}), mgmt_mac, data_macs.
     """
     found: list[str] = []
     if declared.get("image_build"):
@@ -120,5 +143,6 @@ def problems(hw: dict[str, Any], declared: dict[str, Any]) -> list[str]:
     else:
         found += _gpu_problems(hw.get("gpu", {}), declared)
     found += _disk_problems(hw.get("storage", {}), declared.get("tiers") or {})
+    found += _mount_problems(declared.get("mounts") or {})
     found += _nic_problems(hw.get("network", {}), declared)
     return found

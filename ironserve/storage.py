@@ -27,6 +27,33 @@ def parse_md_export(text: str) -> dict[str, Any]:
     }
 
 
+# Fewest members per RAID level; level 0 means no RAID (LVM straight on the disks).
+MIN_MEMBERS = {0: 1, 1: 2, 6: 4, 10: 4}
+
+
+def level_name(level: int) -> str:
+    """How the system names the layout: mdadm's ``raid10``, or ``lvm`` for volumes straight on the disks."""
+    return "lvm" if level == 0 else f"raid{level}"
+
+
+def parse_pvs(text: str, volume_group: str) -> dict[str, Any]:
+    """``pvs --noheadings -o pv_name,vg_name`` -> the disks of ``volume_group`` as an existing ``lvm`` layout."""
+    members = sorted(
+        fields[0].removeprefix("/dev/")
+        for fields in (line.split() for line in text.splitlines())
+        if len(fields) == 2 and fields[1] == volume_group
+    )
+    return {"level": "lvm", "members": members} if members else {}
+
+
+def _is_candidate(disk: dict, kind: str) -> bool:
+    if disk["in_use"]:
+        return False
+    if kind == "rotational":
+        return disk.get("rotational", False) and disk["kind"] in ("sas", "sata", "other")
+    return disk["kind"] == kind
+
+
 def plan_array(
     hw: dict,
     declared: list[str],
@@ -37,7 +64,11 @@ def plan_array(
     allow_destroy: list[str],
     kind: str = "nvme",
 ) -> dict[str, Any]:
-    """The drives an array takes, those whose content must be wiped first, and every problem at once."""
+    """The drives an array takes, those whose content must be wiped first, and every problem at once.
+
+    ``kind`` picks free drives when none are declared: a probe disk kind (``nvme``) or ``rotational``
+    (spinning SAS/SATA disks).
+    """
     disks = hw.get("storage", {}).get("disks", [])
     index = disk_index(disks)
     problems: list[str] = []
@@ -55,11 +86,14 @@ def plan_array(
     elif existing_members:
         chosen = [d for d in disks if d["name"] in existing_members]
     else:
-        chosen = [d for d in disks if d["kind"] == kind and not d["in_use"]]
-    if level == 10 and len(chosen) < 4:
+        chosen = [d for d in disks if _is_candidate(d, kind)]
+    wanted = level_name(level)
+    if level not in MIN_MEMBERS:
+        problems.append(f"RAID level {level} is not offered; use one of {', '.join(map(str, MIN_MEMBERS))}")
+    elif len(chosen) < MIN_MEMBERS[level]:
         problems.append(
-            f"not enough disks selected to create raid10 array, at least 4 disks needed; {variable} "
-            f"selects {len(chosen)}: {', '.join('/dev/' + d['name'] for d in chosen) or 'none'}"
+            f"not enough disks selected to create {wanted} array, at least {MIN_MEMBERS[level]} disks needed; "
+            f"{variable} selects {len(chosen)}: {', '.join('/dev/' + d['name'] for d in chosen) or 'none'}"
         )
     elif level == 10 and len(chosen) % 2:
         problems.append(f"raid10 needs an even number of drives; {variable} selects {len(chosen)}")
@@ -79,9 +113,9 @@ def plan_array(
                 f"Safe mode keeps data: list it in {variable.replace('_devices', '_allow_destroy')} to destroy it"
             )
     if existing:
-        if existing.get("level") != f"raid{level}":
+        if existing.get("level") != wanted:
             problems.append(
-                f"the existing array is {existing.get('level')}, not raid{level}; changing the RAID level "
+                f"the existing array is {existing.get('level')}, not {wanted}; changing the RAID level "
                 "of an existing array is refused (move the data, stop the array, then re-run)"
             )
         if declared and {d["name"] for d in chosen} != existing_members:

@@ -410,6 +410,18 @@ def _rdma_devices(system: System) -> list[dict]:
                 nets = system.listdir(base + "/device/net")
                 netdev = nets[0] if nets else None
             state = system.read(pbase + "/state") or ""
+            gids = []
+            for index in range(16):
+                gid = system.read(f"{pbase}/gids/{index}")
+                if gid and gid.replace("0", "").replace(":", ""):
+                    gids.append(
+                        {
+                            "index": index,
+                            "gid": gid,
+                            "type": system.read(f"{pbase}/gid_attrs/types/{index}"),
+                            "netdev": system.read(f"{pbase}/gid_attrs/ndevs/{index}"),
+                        }
+                    )
             devices.append(
                 {
                     "device": ib,
@@ -419,6 +431,7 @@ def _rdma_devices(system: System) -> list[dict]:
                     "link_layer": system.read(pbase + "/link_layer"),
                     # soft-RoCE (rdma_rxe) devices name their Ethernet parent in a 'parent' file.
                     "soft_roce": ib.startswith("rxe") or system.exists(base + "/parent"),
+                    "gids": gids,
                 }
             )
     return devices
@@ -443,7 +456,11 @@ def probe_nics(system: System) -> dict:
         nics.append(
             {
                 "name": name,
-                "mac": (system.read(base + "/address") or "").lower() or None,
+                # A bond member shows the bond's MAC; its own stays in perm_hwaddr.
+                "mac": (
+                    system.read(base + "/bonding_slave/perm_hwaddr") or system.read(base + "/address") or ""
+                ).lower()
+                or None,
                 "driver": os.path.basename(driver) if driver else None,
                 "pci_address": pci,
                 "speed_mbps": speed if speed is not None and speed > 0 else None,

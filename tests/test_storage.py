@@ -6,7 +6,7 @@ import ironserve_probe as probe_lib
 import pytest
 from fakehost import FakeHost
 
-from ironserve.storage import parse_md_export, plan_array
+from ironserve.storage import parse_md_export, parse_pvs, plan_array
 
 MD_EXPORT = """MD_LEVEL=raid10
 MD_DEVICES=4
@@ -89,3 +89,44 @@ def test_an_existing_array_is_adopted_and_a_level_change_refused(host):
         "the existing array is raid1, not raid10; changing the RAID level of an existing array is refused "
         "(move the data, stop the array, then re-run)"
     ]
+
+
+@pytest.fixture
+def sas_host(tmp_path) -> dict:
+    """A root disk, an NVMe drive and three SAS disks; sdc carries an LVM signature."""
+    fake = FakeHost(tmp_path)
+    fake.virtio_root("vda", "/")
+    fake.blkid("vda", 0, "TYPE=ext4\n")
+    fake.blkid(fake.nvme(0, "N0", 3840), 2)
+    for letter in "ab":
+        fake.blkid(fake.sas_disk(letter, f"ZA{letter}", 8000), 2)
+    fake.blkid(fake.sas_disk("c", "ZAc", 8000), 0, "TYPE=LVM2_member\n")
+    return probe_lib.probe(probe_lib.System(str(fake.root), fake.commands), ("disks",))
+
+
+def test_warm_tier_takes_free_rotational_disks_for_each_level(sas_host):
+    plain = plan_array(sas_host, [], "warm_tier_devices", 0, {}, True, [], kind="rotational")
+    assert (plain["names"], plain["problems"]) == (["sda", "sdb"], [])
+    mirror = plan_array(sas_host, [], "warm_tier_devices", 1, {}, True, [], kind="rotational")
+    assert mirror["problems"] == []
+    raid6 = plan_array(sas_host, [], "warm_tier_devices", 6, {}, True, [], kind="rotational")
+    assert raid6["problems"] == [
+        "not enough disks selected to create raid6 array, at least 4 disks needed; warm_tier_devices selects 2: "
+        "/dev/sda, /dev/sdb"
+    ]
+    lvm_disk = plan_array(sas_host, ["ZAa", "ZAc"], "warm_tier_devices", 1, {}, True, [], kind="rotational")
+    assert lvm_disk["problems"] == [
+        "refusing /dev/sdc (/dev/disk/by-id/scsi-35000c500zac): LVM physical volume signature. Safe mode keeps data: "
+        "list it in warm_tier_allow_destroy to destroy it"
+    ]
+
+
+def test_an_existing_volume_group_is_read_from_pvs_and_adopted(sas_host):
+    pvs = "  /dev/sdc   warm\n  /dev/md0   other\n"
+    existing = parse_pvs(pvs, "warm")
+    assert existing == {"level": "lvm", "members": ["sdc"]}
+    assert parse_pvs(pvs, "absent") == {}
+    adopted = plan_array(sas_host, [], "warm_tier_devices", 0, existing, True, [], kind="rotational")
+    assert (adopted["names"], adopted["problems"]) == (["sdc"], [])
+    as_mirror = plan_array(sas_host, [], "warm_tier_devices", 1, existing, True, [], kind="rotational")
+    assert as_mirror["problems"][-1].startswith("the existing array is lvm, not raid1; changing the RAID level")

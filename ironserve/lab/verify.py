@@ -91,10 +91,12 @@ def ansible_env() -> dict[str, str]:
 
 
 def ansible_playbook(
-    inventory: str, playbook: Path, extra_vars: dict | None = None, timeout: int = 600
+    inventory: str, playbook: Path, extra_vars: dict | None = None, timeout: int = 600, verbosity: int = 0
 ) -> subprocess.CompletedProcess:
     """Run a playbook with this project's plugins and roles; the caller asserts on the exit code and output."""
-    argv = [paths.tool("ansible-playbook"), "-i", inventory, str(playbook)]
+    argv = [paths.tool("ansible-playbook"), "-i", inventory, str(playbook)] + (
+        ["-" + "v" * verbosity] if verbosity else []
+    )
     if extra_vars:
         argv += ["-e", json.dumps(extra_vars)]
     return subprocess.run(argv, capture_output=True, text=True, env=ansible_env(), timeout=timeout, check=False)

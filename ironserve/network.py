@@ -1,0 +1,440 @@
+"""Network plans: the data network's IP plan, the checks across hosts, and the files that configure a link.
+
+Used by the mgmt_network and data_network roles through filters (controller side), so the rules are unit-tested
+here once: addresses from a declared subnet and a per-host index (netaddr), overlaps and duplicates across hosts,
+MTU ranges, and the systemd-networkd and netplan renderings of one interface (plain, bonded, with a VLAN).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import netaddr
+
+MTU_RANGE = (1280, 9216)
+BOND_MODES = ("802.3ad", "active-backup", "balance-xor")
+_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+
+
+def host_address(subnet: str, index: int) -> str:
+    """The address with host number ``index`` in ``subnet``, with its prefix: ("198.51.100.0/24", 11) -> .11/24."""
+    network = netaddr.IPNetwork(subnet)
+    return f"{network.network + index}/{network.prefixlen}"
+
+
+def _address_problems(variable: str, address: str, subnet: str | None) -> list[str]:
+    try:
+        interface = netaddr.IPNetwork(address)
+    except (netaddr.AddrFormatError, ValueError):
+        return [f"{variable} is '{address}', not an address with a prefix like 198.51.100.11/24"]
+    problems = []
+    if subnet:
+        network = netaddr.IPNetwork(subnet)
+        if interface.ip not in network or interface.prefixlen != network.prefixlen:
+            problems.append(f"{variable} {address} is outside its subnet {subnet}")
+        elif network.prefixlen < 31 and interface.ip in (network.network, network.broadcast):
+            problems.append(f"{variable} {address} is the network or broadcast address of {subnet}")
+    elif interface.prefixlen < 31 and interface.ip in (interface.network, interface.broadcast):
+        problems.append(f"{variable} {address} is the network or broadcast address of {interface.cidr}")
+    return problems
+
+
+def plan_problems(hosts: dict[str, dict[str, Any]]) -> list[str]:
+    """Every problem with the networks the inventory declares, across all hosts at once.
+
+    ``hosts`` maps a host name to its declaration: mgmt_address (CIDR or ""), mgmt_dhcp, mgmt_mtu, data_subnet,
+    data_index, data_address (an explicit CIDR instead of subnet + index), data_mtu, data_macs, mgmt_mac,
+    data_bond_mode, data_vlan, mgmt_vlan.
+    """
+    problems: list[str] = []
+    data_owner: dict[str, str] = {}
+    subnets: dict[str, str] = {}
+    for host, declared in sorted(hosts.items()):
+        data_macs = [mac.lower() for mac in declared.get("data_macs") or []]
+        mgmt_mac = (declared.get("mgmt_mac") or "").lower()
+        for variable, macs in (("mgmt_network_mac", [mgmt_mac] if mgmt_mac else []), ("data_network_macs", data_macs)):
+            problems += [
+                f"{host}: {variable} has '{mac}', not a MAC like 52:54:00:12:34:56"
+                for mac in macs
+                if not _MAC.match(mac)
+            ]
+        if mgmt_mac and mgmt_mac in data_macs:
+            problems.append(f"{host}: data_network_macs lists {mgmt_mac}, the management NIC; keep the planes apart")
+        for variable, mtu in (
+            ("mgmt_network_mtu", declared.get("mgmt_mtu")),
+            ("data_network_mtu", declared.get("data_mtu")),
+        ):
+            if mtu is not None and not MTU_RANGE[0] <= int(mtu) <= MTU_RANGE[1]:
+                problems.append(
+                    f"{host}: {variable} is {mtu}; use {MTU_RANGE[0]} to {MTU_RANGE[1]} (9000 for jumbo frames)"
+                )
+        for variable in ("data_vlan", "mgmt_vlan"):
+            vlan = declared.get(variable) or 0
+            if not 0 <= int(vlan) <= 4094:
+                problems.append(
+                    f"{host}: {variable.split('_')[0]}_network_vlan is {vlan}; use 1 to 4094, or 0 for none"
+                )
+        bond_mode = declared.get("data_bond_mode") or ""
+        if bond_mode and bond_mode not in BOND_MODES:
+            problems.append(f"{host}: data_network_bond_mode is '{bond_mode}'; use one of {', '.join(BOND_MODES)}")
+        if bond_mode and len(data_macs) < 2:
+            problems.append(f"{host}: data_network_bond_mode is set, but a bond needs two or more data_network_macs")
+        if not bond_mode and len(data_macs) > 1:
+            problems.append(
+                f"{host}: data_network_macs lists {len(data_macs)} NICs; set data_network_bond_mode (802.3ad) to bond "
+                "them, or list one"
+            )
+        mgmt_address = declared.get("mgmt_address") or ""
+        if mgmt_address:
+            found = _address_problems("mgmt_network_address", mgmt_address, None)
+            problems += [f"{host}: {p}" for p in found]
+            if not found:
+                subnets[f"{host} management network"] = str(netaddr.IPNetwork(mgmt_address).cidr)
+        data_address = declared.get("data_address") or ""
+        subnet = declared.get("data_subnet") or ""
+        if subnet:
+            try:
+                network = netaddr.IPNetwork(subnet)
+            except (netaddr.AddrFormatError, ValueError):
+                problems.append(f"{host}: data_network_subnet is '{subnet}', not a subnet like 198.51.100.0/24")
+                continue
+            if network.ip != network.network:
+                problems.append(f"{host}: data_network_subnet {subnet} has host bits set; did you mean {network.cidr}?")
+                continue
+            subnets[f"{host} data network"] = str(network.cidr)
+            index = declared.get("data_index")
+            if not data_address:
+                if not index:
+                    problems.append(
+                        f"{host}: data_network_subnet is set, so data_network_host_index must be too (1 or more)"
+                    )
+                    continue
+                if not 0 < int(index) < network.size - (1 if network.prefixlen < 31 else 0):
+                    problems.append(
+                        f"{host}: data_network_host_index {index} does not fit {subnet} "
+                        f"(1 to {network.size - 2 if network.prefixlen < 31 else network.size - 1})"
+                    )
+                    continue
+                data_address = host_address(subnet, int(index))
+        if data_address:
+            found = _address_problems("data_network_address", data_address, subnet or None)
+            problems += [f"{host}: {p}" for p in found]
+            if not found:
+                ip = str(netaddr.IPNetwork(data_address).ip)
+                if ip in data_owner:
+                    problems.append(f"data address {ip} is given to both {data_owner[ip]} and {host}")
+                data_owner.setdefault(ip, host)
+                subnets.setdefault(f"{host} data network", str(netaddr.IPNetwork(data_address).cidr))
+    problems += _overlaps(subnets)
+    return problems
+
+
+def _overlaps(subnets: dict[str, str]) -> list[str]:
+    """Management and data networks must not overlap; the data networks of all hosts must be one and the same."""
+    problems = []
+    names = sorted(subnets)
+    seen_pairs = set()
+    for i, first in enumerate(names):
+        for second in names[i + 1 :]:
+            a, b = netaddr.IPNetwork(subnets[first]), netaddr.IPNetwork(subnets[second])
+            kinds = {first.rsplit(" ", 2)[-2], second.rsplit(" ", 2)[-2]}
+            if kinds == {"management", "data"} and (a in b or b in a or a == b):
+                key = tuple(sorted((str(a), str(b))))
+                if key not in seen_pairs:
+                    seen_pairs.add(key)
+                    problems.append(
+                        f"the {first} {a} overlaps the {second} {b}; "
+                        "the management and data planes need separate subnets"
+                    )
+            elif kinds == {"data"} and a != b:
+                problems.append(
+                    f"the {first} {a} differs from the {second} {b}; every host of the data plane needs the same subnet"
+                )
+    return problems
+
+
+def interface_name(role: str, data: dict[str, Any]) -> str:
+    """The name of the interface that carries the addresses: a bond, a VLAN on top, or the NIC itself (None)."""
+    vlan = int(data.get("vlan") or 0)
+    base = data.get("bond_name") or (data.get("nic_names") or [None])[0]
+    return f"{role}.{vlan}" if vlan else base
+
+
+def render_networkd(role: str, data: dict[str, Any]) -> dict[str, str]:
+    """systemd-networkd files (name -> content) for one plane.
+
+    ``data``: macs, nic_names (kernel names of those NICs), bond_mode ("" for none), bond_name, vlan (0 for none),
+    mtu, addresses (CIDRs), dhcp, gateway, dns, domains, qos (None, or {rate_mbit, control_share} for an HTB root
+    whose class 1:10 carries control traffic before everything else).
+    """
+    files: dict[str, str] = {}
+    prefix = f"10-ironserve-{role}"
+    mtu = int(data.get("mtu") or 1500)
+    vlan = int(data.get("vlan") or 0)
+    bond = data.get("bond_mode") or ""
+    bond_name = data.get("bond_name") or f"bond-{role}"
+    top = interface_name(role, {**data, "bond_name": bond_name if bond else None})
+    upper_links = [f"VLAN={top}"] if vlan else []
+    if bond:
+        files[f"{prefix}-bond.netdev"] = _ini(
+            ("NetDev", [f"Name={bond_name}", "Kind=bond", f"MTUBytes={mtu}"]),
+            (
+                "Bond",
+                [f"Mode={bond}", "MIIMonitorSec=100ms"]
+                + (["LACPTransmitRate=fast", "TransmitHashPolicy=layer3+4"] if bond == "802.3ad" else []),
+            ),
+        )
+        for index, mac in enumerate(data["macs"]):
+            # Enslaved NICs take the bond's MAC; the permanent one still names them.
+            files[f"{prefix}-member{index}.network"] = _ini(
+                ("Match", [f"PermanentMACAddress={mac}"]),
+                ("Link", [f"MTUBytes={mtu}"]),
+                ("Network", [f"Bond={bond_name}"]),
+            )
+    if vlan:
+        files[f"{prefix}-vlan.netdev"] = _ini(
+            ("NetDev", [f"Name={top}", "Kind=vlan", f"MTUBytes={mtu}"]), ("VLAN", [f"Id={vlan}"])
+        )
+    address_lines = _network_lines(data)
+    base_match = [f"Name={bond_name}"] if bond else [f"PermanentMACAddress={data['macs'][0]}"]
+    if vlan:
+        files[f"{prefix}.network"] = _ini(
+            ("Match", base_match),
+            ("Link", [f"MTUBytes={mtu}"]),
+            ("Network", ["LinkLocalAddressing=no", "IPv6AcceptRA=no", *upper_links]),
+        )
+        files[f"{prefix}-vlan.network"] = _ini(
+            ("Match", [f"Name={top}"]), ("Link", [f"MTUBytes={mtu}"]), ("Network", address_lines), *_qos_sections(data)
+        )
+    else:
+        files[f"{prefix}.network"] = _ini(
+            ("Match", base_match), ("Link", [f"MTUBytes={mtu}"]), ("Network", address_lines), *_qos_sections(data)
+        )
+    return files
+
+
+def _network_lines(data: dict[str, Any]) -> list[str]:
+    lines = ["DHCP=ipv4"] if data.get("dhcp") else []
+    lines += [f"Address={address}" for address in data.get("addresses") or []]
+    if data.get("gateway"):
+        lines.append(f"Gateway={data['gateway']}")
+    lines += [f"DNS={server}" for server in data.get("dns") or []]
+    if data.get("domains"):
+        lines.append("Domains=" + " ".join(data["domains"]))
+    lines += ["LinkLocalAddressing=no", "IPv6AcceptRA=no"]
+    return lines
+
+
+def _qos_sections(data: dict[str, Any]) -> list[tuple[str, list[str]]]:
+    qos = data.get("qos")
+    if not qos:
+        return []
+    rate = int(qos["rate_mbit"])
+    control = max(1, rate * int(qos.get("control_share", 20)) // 100)
+    return [
+        ("HierarchyTokenBucket", ["Parent=root", "Handle=0001", "DefaultClass=20"]),
+        (
+            "HierarchyTokenBucketClass",
+            ["Parent=1:0", "ClassId=1:10", "Priority=0", f"Rate={control}M", f"CeilRate={rate}M"],
+        ),
+        (
+            "HierarchyTokenBucketClass",
+            ["Parent=1:0", "ClassId=1:20", "Priority=1", f"Rate={rate - control}M", f"CeilRate={rate}M"],
+        ),
+    ]
+
+
+def _ini(*sections: tuple[str, list[str]]) -> str:
+    body = "\n".join(f"[{name}]\n" + "".join(f"{line}\n" for line in lines) for name, lines in sections)
+    return "# Written by ironserve; changes here are replaced on the next run.\n" + body
+
+
+def render_netplan(role: str, data: dict[str, Any]) -> dict[str, Any]:
+    """The same plane as a netplan document (for hosts that use netplan, such as Ubuntu)."""
+    mtu = int(data.get("mtu") or 1500)
+    vlan = int(data.get("vlan") or 0)
+    bond = data.get("bond_mode") or ""
+    bond_name = data.get("bond_name") or f"bond-{role}"
+    network: dict[str, Any] = {"version": 2, "renderer": "networkd"}
+    addressing: dict[str, Any] = {"mtu": mtu, "link-local": [], "accept-ra": False}
+    if data.get("dhcp"):
+        addressing["dhcp4"] = True
+    if data.get("addresses"):
+        addressing["addresses"] = list(data["addresses"])
+    if data.get("gateway"):
+        addressing["routes"] = [{"to": "default", "via": data["gateway"]}]
+    if data.get("dns") or data.get("domains"):
+        addressing["nameservers"] = {
+            "addresses": list(data.get("dns") or []),
+            "search": list(data.get("domains") or []),
+        }
+    ethernets = {f"{role}{index}": {"match": {"macaddress": mac}, "mtu": mtu} for index, mac in enumerate(data["macs"])}
+    network["ethernets"] = ethernets
+    base = f"{role}0"
+    if bond:
+        network["bonds"] = {
+            bond_name: {
+                "interfaces": sorted(ethernets),
+                "mtu": mtu,
+                "parameters": {"mode": bond, "mii-monitor-interval": "100ms"}
+                | ({"lacp-rate": "fast", "transmit-hash-policy": "layer3+4"} if bond == "802.3ad" else {}),
+            }
+        }
+        base = bond_name
+    target = network["bonds"][bond_name] if bond else ethernets[base]
+    if vlan:
+        network["vlans"] = {f"{role}.{vlan}": {"id": vlan, "link": base, **addressing}}
+        target.update({"link-local": [], "accept-ra": False})
+    else:
+        target.update(addressing)
+    return {"network": network}
+
+
+def roce_v2_gid(rdma_devices: list[dict[str, Any]], address: str) -> dict[str, Any] | None:
+    """The RDMA device and GID index that carry ``address`` over RoCE v2 (what NCCL_IB_HCA and
+    NCCL_IB_GID_INDEX must name), or None while the address has no RoCE v2 GID yet."""
+    ip = netaddr.IPAddress(str(address).split("/")[0])
+    mapped = ip.ipv6(ipv4_compatible=False) if ip.version == 4 else ip
+    for rdma in rdma_devices:
+        for entry in rdma.get("gids") or []:
+            if (entry.get("type") or "").strip() == "RoCE v2" and netaddr.IPAddress(entry["gid"]) == mapped:
+                return {
+                    "device": rdma["device"],
+                    "port": rdma.get("port", 1),
+                    "index": int(entry["index"]),
+                    "netdev": entry.get("netdev"),
+                }
+    return None
+
+
+def declaration(variables: Any) -> dict[str, Any]:
+    """A host's network declaration for :func:`plan_problems`, from its variables (hostvars)."""
+
+    def get(name: str, default: Any = None) -> Any:
+        value = variables.get(name, default)
+        return default if value is None else value
+
+    static = get("mgmt_network_mode", "static") == "static"
+    return {
+        "mgmt_mac": get("mgmt_network_mac", ""),
+        "mgmt_address": get("mgmt_network_address", "") if static else "",
+        "mgmt_dhcp": not static,
+        "mgmt_mtu": get("mgmt_network_mtu", 1500),
+        "mgmt_vlan": get("mgmt_network_vlan", 0),
+        "data_macs": list(get("data_network_macs", [])),
+        "data_subnet": get("data_network_subnet", ""),
+        "data_index": get("data_network_host_index"),
+        "data_address": get("data_network_address", ""),
+        "data_mtu": get("data_network_mtu", 9000),
+        "data_vlan": get("data_network_vlan", 0),
+        "data_bond_mode": get("data_network_bond_mode", ""),
+    }
+
+
+NETWORKD_DIR = "/etc/systemd/network"
+NETPLAN_DIR = "/etc/netplan"
+
+
+def render_files(role: str, data: dict[str, Any], renderer: str) -> dict[str, str]:
+    """Every file (absolute path -> content) that configures one plane with ``renderer`` (networkd or netplan).
+
+    netplan cannot express the HTB root, so the QoS sections go into a networkd drop-in for the file netplan
+    generates for the interface that carries the addresses.
+    """
+    if renderer == "networkd":
+        return {f"{NETWORKD_DIR}/{name}": text for name, text in render_networkd(role, data).items()}
+    if renderer != "netplan":
+        raise ValueError(f"renderer must be networkd or netplan, not {renderer!r}")
+    import yaml  # the controller has PyYAML with Ansible; only this renderer needs it
+
+    document = render_netplan(role, data)
+    header = "# Written by ironserve; changes here are replaced on the next run.\n"
+    files = {f"{NETPLAN_DIR}/60-ironserve-{role}.yaml": header + yaml.safe_dump(document, sort_keys=False)}
+    qos = _qos_sections(data)
+    if qos:
+        vlan = int(data.get("vlan") or 0)
+        top = (
+            f"{role}.{vlan}"
+            if vlan
+            else (data.get("bond_name") or f"bond-{role}")
+            if data.get("bond_mode")
+            else f"{role}0"
+        )
+        files[f"{NETWORKD_DIR}/10-netplan-{top}.network.d/50-ironserve-qos.conf"] = _ini(*qos)
+    return files
+
+
+def perftest_bandwidth(output: str) -> float | None:
+    """The 'BW average' in Gb/s from ib_write_bw's report (run with --report_gbits), or None if it has none."""
+    lines = output.splitlines()
+    for number, line in enumerate(lines):
+        if "BW average" in line:
+            header = re.split(r"\s{2,}|\t+", line.strip().lstrip("#").strip())
+            column = next(i for i, name in enumerate(header) if name.startswith("BW average"))
+            for row in lines[number + 1 :]:
+                fields = row.split()
+                if fields and not set(row.strip()) <= {"-"}:
+                    try:
+                        return float(fields[column])
+                    except (IndexError, ValueError):
+                        return None
+    return None
+
+
+def host_pairs(hosts: list[str]) -> list[dict[str, str]]:
+    """Every unordered pair of hosts once, as client and server of a bandwidth test."""
+    ordered = sorted(hosts)
+    return [{"client": a, "server": b} for i, a in enumerate(ordered) for b in ordered[i + 1 :]]
+
+
+def check_report(
+    hosts: dict[str, dict[str, Any]],
+    pings: dict[str, list[dict[str, Any]]],
+    bandwidth: list[dict[str, Any]],
+    min_gbits: float = 0,
+) -> dict[str, Any]:
+    """The data-plane check's results and its problems, one sentence per broken path naming both hosts.
+
+    ``hosts``: name -> {ip, mtu, device}; ``pings``: name -> registered ping results (item = the peer);
+    ``bandwidth``: registered ib_write_bw client results (item = {client, server}).
+    """
+    report: dict[str, Any] = {"pings": [], "bandwidth": [], "problems": []}
+    for host in sorted(pings):
+        for result in pings[host]:
+            peer = result["item"]
+            size = int(hosts[host]["mtu"]) - 28
+            summary = next((line for line in result.get("stdout", "").splitlines() if "packet" in line), "")
+            ok = result.get("rc") == 0
+            report["pings"].append(
+                {"from": host, "to": peer, "address": hosts[peer]["ip"], "bytes": size, "ok": ok, "summary": summary}
+            )
+            if not ok:
+                report["problems"].append(
+                    f"{host} -> {peer} ({hosts[peer]['ip']}): {size}-byte pings with don't-fragment got no answer "
+                    f"({summary or result.get('stderr', '').strip() or 'no output'}); "
+                    "check the MTU of every NIC, bond, VLAN and switch port on the path"
+                )
+    for result in bandwidth:
+        pair = result["item"]
+        gbits = perftest_bandwidth(result.get("stdout", ""))
+        ok = result.get("rc") == 0 and gbits is not None and gbits >= min_gbits
+        report["bandwidth"].append(
+            {
+                "client": pair["client"],
+                "server": pair["server"],
+                "device": hosts[pair["client"]].get("device"),
+                "gbits": gbits,
+                "ok": ok,
+            }
+        )
+        if not ok:
+            reason = (
+                f"{gbits} Gb/s is below network_check_min_gbits {min_gbits}"
+                if gbits is not None
+                else (result.get("stderr", "").strip().splitlines() or ["ib_write_bw reported no bandwidth"])[-1]
+            )
+            report["problems"].append(
+                f"RDMA {pair['client']} -> {pair['server']} ({hosts[pair['server']]['ip']}): {reason}"
+            )
+    return report
