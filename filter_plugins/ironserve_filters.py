@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from ironserve import network, preflight, report, storage
+from ironserve import hardware, network, planner, preflight, report, storage
 
 
 class FilterModule:
-    """Storage: ironserve_md_detail, ironserve_plan_array, ironserve_pvs. Preflight and reports:
-    ironserve_preflight_problems, ironserve_hw_markdown. Networks: ironserve_network_problems,
-    ironserve_network_declaration, ironserve_host_address, ironserve_networkd, ironserve_netplan,
-    ironserve_network_files,
-    ironserve_roce_v2_gid, ironserve_perftest_bw, ironserve_host_pairs, ironserve_check_report."""
+    """Filters by concern; each is a function of the ironserve package, unit-tested there.
+
+    GPU stack: ironserve_driver_plan, ironserve_cuda_toolkit_for. Inference: ironserve_model_plan.
+    Storage: ironserve_md_detail, ironserve_plan_array, ironserve_pvs.
+    ironserve_address_of_mac. Preflight and reports: ironserve_preflight_problems, ironserve_hw_markdown. Networks:
+    ironserve_network_problems, ironserve_network_declaration, ironserve_host_address, ironserve_networkd,
+    ironserve_netplan, ironserve_network_files, ironserve_roce_v2_gid, ironserve_perftest_bw,
+    ironserve_host_pairs, ironserve_check_report.
+    """
 
     def filters(self):
         return {
@@ -19,6 +23,10 @@ class FilterModule:
             "ironserve_md_detail": storage.parse_md_export,
             "ironserve_plan_array": storage.plan_array,
             "ironserve_pvs": storage.parse_pvs,
+            "ironserve_driver_plan": hardware.driver_plan,
+            "ironserve_cuda_toolkit_for": hardware.cuda_toolkit_for,
+            "ironserve_model_plan": planner.plan_for_host,
+            "ironserve_address_of_mac": network.address_of_mac,
             "ironserve_network_problems": network.plan_problems,
             "ironserve_network_declaration": network.declaration,
             "ironserve_host_address": network.host_address,

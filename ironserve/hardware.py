@@ -469,3 +469,40 @@ CHECKPOINTS: dict[str, dict] = {
 }
 # DeepSeek-V3 shares R1's architecture and checkpoint layout.
 CHECKPOINTS["deepseek-v3-fp8"] = {**CHECKPOINTS["deepseek-r1-fp8"], "repo": "deepseek-ai/DeepSeek-V3"}
+
+
+def driver_plan(
+    gpu_facts: dict,
+    source: str,
+    branch: int,
+    flavour_override: str | None = None,
+    secure_boot: str = "unknown",
+    signing_key: bool = False,
+) -> dict:
+    """What the nvidia_driver role installs on a probed host, and every reason it cannot, at once.
+
+    ``gpu_facts`` is the probe's ``gpu`` section. Fabric Manager is needed exactly where NVSwitches are (it must
+    match the driver's version, and only NVIDIA's CUDA repository carries it); Blackwell NVSwitch systems (NVLink 5)
+    also need the NVLink subnet manager and the ib_umad module. Secure Boot needs a signing key for DKMS modules.
+    """
+    gpus = gpu_facts.get("gpus", [])
+    problems: list[str] = []
+    try:
+        flavour = kernel_module_flavour(gpus, flavour_override)
+    except HardwareRuleError as exc:
+        flavour = None
+        problems.append(f"nvidia_driver_flavour: {exc}")
+    problems += [f"nvidia_driver_branch: {p}" for p in driver_branch_problems(branch, gpus)]
+    fabric_manager = bool(gpu_facts.get("nvswitch"))
+    nvlink5 = fabric_manager and any(g.get("architecture") == "blackwell" for g in _nvidia(gpus))
+    if fabric_manager and source != "cuda_repo":
+        problems.append(
+            "the probe found NVSwitch, so Fabric Manager must run at exactly the driver's version, and only NVIDIA's "
+            "CUDA repository carries both: set nvidia_driver_source: cuda_repo (or mirror that repository)"
+        )
+    if secure_boot == "enabled" and not signing_key:
+        problems.append(
+            "Secure Boot is enabled, so unsigned DKMS modules will not load: set nvidia_driver_signing_key and "
+            "nvidia_driver_signing_cert (a machine owner key enrolled with 'mokutil --import'), or disable Secure Boot"
+        )
+    return {"flavour": flavour, "fabric_manager": fabric_manager, "nvlink5": nvlink5, "problems": problems}

@@ -438,3 +438,13 @@ def check_report(
                 f"RDMA {pair['client']} -> {pair['server']} ({hosts[pair['server']]['ip']}): {reason}"
             )
     return report
+
+
+def address_of_mac(facts: dict[str, Any], mac: str) -> str:
+    """The IPv4 address of the interface with ``mac`` in Ansible's facts, else the default IPv4 address, else ""."""
+    wanted = (mac or "").lower()
+    for name in facts.get("interfaces", []):
+        interface = facts.get(name.replace("-", "_")) or {}
+        if wanted and (interface.get("macaddress") or "").lower() == wanted and interface.get("ipv4"):
+            return interface["ipv4"].get("address", "")
+    return (facts.get("default_ipv4") or {}).get("address", "")

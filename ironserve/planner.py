@@ -264,3 +264,17 @@ def plan(cluster: Cluster, wish: str = "auto") -> Plan:
             return fitted
         refusals.append(fitted)
     raise PlanError(f"no DeepSeek checkpoint fits {cluster.label}: " + " | ".join(refusals))
+
+
+def plan_for_host(gpu_facts: dict, nodes: int = 1, wish: str = "auto") -> dict:
+    """The plan for a probed host (the probe's ``gpu`` section), as a dict; ``{"error": reason}`` when none fits."""
+    gpus = [g for g in gpu_facts.get("gpus", []) if g.get("known", True)]
+    if not gpus:
+        return {"error": "the probe found no GPU the hardware rules know, so no DeepSeek model can be planned here"}
+    models = sorted({g["model"] for g in gpus})
+    if len(models) > 1:
+        return {"error": f"one engine spans identical GPUs only; this host has {', '.join(models)}"}
+    try:
+        return plan(Cluster(gpus[0], len(gpus), nodes), wish).to_dict()
+    except PlanError as exc:
+        return {"error": str(exc)}

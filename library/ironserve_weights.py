@@ -6,7 +6,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: ironserve_weights
-short_description: Stage model weights from a local path, NFS or HTTP source, verified and switched in atomically
+short_description: Stage model weights from a local path, NFS, HTTP or S3 source, verified and switched in atomically
 description:
   - Copies every file a sha256 manifest lists from O(source) into O(dest)/O(name)/O(revision), resuming partial
     files, verifying each against the manifest, then points O(dest)/O(name)/current at the revision with one rename.
@@ -16,9 +16,22 @@ version_added: "0.1.0"
 author: ironserve
 options:
   source:
-    description: A folder on the host (local disk or an NFS mount) or an http(s) URL (the offline bundle, a web server).
+    description:
+      - A folder on the host (local disk or an NFS mount), an http(s) URL (the offline bundle, a web server), or
+        C(s3://bucket/prefix) (the cold tier, or any S3 store; needs O(s3_endpoint) and O(s3_credentials_file)).
     type: str
     required: true
+  s3_endpoint:
+    description: The S3 endpoint URL for an C(s3://) source (path-style addressing).
+    type: str
+  s3_credentials_file:
+    description: A JSON file on the host with C(access_key) and C(secret_key) (the cold tier writes one, 0600).
+    type: path
+    default: /etc/ironserve/s3-credentials.json
+  s3_region:
+    description: The region the signature names.
+    type: str
+    default: us-east-1
   dest:
     description: The hot tier's model folder.
     type: path
@@ -43,6 +56,13 @@ attributes:
 """
 
 EXAMPLES = r"""
+- name: Stage the R1 distill from the cold tier's models bucket
+  ironserve_weights:
+    source: s3://models/DeepSeek-R1-Distill-Qwen-7B/916b56a44061fd5cd7d6a8fb632557ed4f724f60
+    s3_endpoint: http://192.0.2.11:8333
+    name: DeepSeek-R1-Distill-Qwen-7B
+    revision: 916b56a44061fd5cd7d6a8fb632557ed4f724f60
+
 - name: Stage the R1 distill from the offline bundle
   ironserve_weights:
     source: "http://10.0.2.100/weights/DeepSeek-R1-Distill-Qwen-7B"
@@ -84,7 +104,7 @@ manifest_digest:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.ironserve_weights import StagingError, parse_manifest, read_source_text, stage
+from ansible.module_utils.ironserve_weights import S3, StagingError, parse_manifest, read_source_text, stage
 
 
 def main() -> None:
@@ -95,6 +115,9 @@ def main() -> None:
             "name": {"type": "str", "required": True},
             "revision": {"type": "str", "required": True},
             "manifest": {"type": "str"},
+            "s3_endpoint": {"type": "str"},
+            "s3_credentials_file": {"type": "path", "default": "/etc/ironserve/s3-credentials.json"},
+            "s3_region": {"type": "str", "default": "us-east-1"},
         },
         supports_check_mode=True,
     )
@@ -103,7 +126,14 @@ def main() -> None:
         if "/" in params[key] or params[key] in ("", ".", "..", "current"):
             module.fail_json(msg=f"{key} must be a plain folder name, not {params[key]!r}")
     try:
-        text = params["manifest"] or read_source_text(params["source"], "SHA256SUMS")
+        s3 = None
+        if params["source"].startswith("s3://"):
+            if not params["s3_endpoint"]:
+                module.fail_json(
+                    msg=f"{params['source']} is an S3 source: set s3_endpoint (e.g. http://10.0.2.15:8333)"
+                )
+            s3 = S3(params["s3_endpoint"], params["s3_credentials_file"], params["s3_region"])
+        text = params["manifest"] or read_source_text(params["source"], "SHA256SUMS", s3)
         result = stage(
             params["source"],
             params["dest"],
@@ -111,6 +141,7 @@ def main() -> None:
             params["revision"],
             parse_manifest(text),
             module.check_mode,
+            s3,
         )
     except (StagingError, OSError) as exc:
         module.fail_json(msg=f"staging {params['name']}/{params['revision']} from {params['source']}: {exc}")

@@ -9,10 +9,14 @@ skipped on the next run without re-reading its files. Stdlib only: it runs on th
 
 from __future__ import annotations
 
+import datetime
 import hashlib
+import hmac
+import json
 import os
 import shutil
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -55,25 +59,84 @@ def sha256_of(path: str) -> str:
 
 
 def _is_url(source: str) -> bool:
-    return source.startswith(("http://", "https://"))
+    return source.startswith(("http://", "https://", "s3://"))
 
 
-def read_source_text(source: str, relative: str) -> str:
+def sigv4_headers(
+    method: str,
+    url: str,
+    headers: dict[str, str],
+    access_key: str,
+    secret_key: str,
+    region: str = "us-east-1",
+    now: datetime.datetime | None = None,
+) -> dict[str, str]:
+    """``headers`` plus the AWS Signature Version 4 ones for a request without a body (S3 GET/HEAD)."""
+    now = now or datetime.datetime.now(datetime.UTC)
+    amz_date, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
+    parsed = urllib.parse.urlsplit(url)
+    empty = hashlib.sha256(b"").hexdigest()
+    signed = {k.lower(): v.strip() for k, v in headers.items()}
+    signed.update({"host": parsed.netloc, "x-amz-content-sha256": empty, "x-amz-date": amz_date})
+    names = sorted(signed)
+    query = "&".join(sorted(parsed.query.split("&"))) if parsed.query else ""
+    canonical = "\n".join(
+        [method, parsed.path or "/", query, "".join(f"{n}:{signed[n]}\n" for n in names), ";".join(names), empty]
+    )
+    scope = f"{day}/{region}/s3/aws4_request"
+    to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
+    key = ("AWS4" + secret_key).encode()
+    for part in (day, region, "s3", "aws4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+    authorization = (
+        f"AWS4-HMAC-SHA256 Credential={access_key}/{scope}, SignedHeaders={';'.join(names)}, Signature={signature}"
+    )
+    return {**headers, "x-amz-content-sha256": empty, "x-amz-date": amz_date, "Authorization": authorization}
+
+
+class S3:
+    """An S3 endpoint (path-style addressing, as SeaweedFS and most private stores serve) with its keys."""
+
+    def __init__(self, endpoint: str, credentials_file: str, region: str = "us-east-1"):
+        self.endpoint = endpoint.rstrip("/")
+        self.region = region
+        try:
+            with open(credentials_file) as handle:
+                keys = json.load(handle)
+            self.access_key, self.secret_key = keys["access_key"], keys["secret_key"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise StagingError(f"cannot read the S3 keys from {credentials_file}: {exc}") from exc
+
+    def request(self, source: str, relative: str, headers: dict[str, str] | None = None) -> urllib.request.Request:
+        bucket_path = source.removeprefix("s3://").strip("/") + "/" + relative
+        url = self.endpoint + "/" + urllib.parse.quote(bucket_path, safe="/~")
+        signed = sigv4_headers("GET", url, headers or {}, self.access_key, self.secret_key, self.region)
+        return urllib.request.Request(url, headers=signed)  # noqa: S310 - the endpoint the inventory names
+
+
+def _request(source: str, relative: str, s3: S3 | None, headers: dict[str, str] | None = None):
+    if source.startswith("s3://"):
+        if s3 is None:
+            raise StagingError(f"{source} is an S3 source: give s3_endpoint and s3_credentials_file")
+        return s3.request(source, relative, headers)
+    return urllib.request.Request(source.rstrip("/") + "/" + relative, headers=headers or {})  # noqa: S310
+
+
+def read_source_text(source: str, relative: str, s3: S3 | None = None) -> str:
     if _is_url(source):
-        with urllib.request.urlopen(source.rstrip("/") + "/" + relative, timeout=60) as response:  # noqa: S310
+        with urllib.request.urlopen(_request(source, relative, s3), timeout=60) as response:  # noqa: S310
             return response.read().decode()
     with open(os.path.join(source, relative)) as handle:
         return handle.read()
 
 
-def _fetch(source: str, relative: str, partial: str) -> int:
+def _fetch(source: str, relative: str, partial: str, s3: S3 | None = None) -> int:
     """Append the rest of ``relative`` to ``partial`` (resuming where it stops); return bytes fetched."""
     offset = os.path.getsize(partial) if os.path.exists(partial) else 0
     fetched = 0
     if _is_url(source):
-        request = urllib.request.Request(source.rstrip("/") + "/" + relative)  # noqa: S310 - http(s) only
-        if offset:
-            request.add_header("Range", f"bytes={offset}-")
+        request = _request(source, relative, s3, {"Range": f"bytes={offset}-"} if offset else None)
         try:
             response = urllib.request.urlopen(request, timeout=60)  # noqa: S310 - a URL the inventory names
         except urllib.error.HTTPError as exc:
@@ -99,7 +162,15 @@ def _fetch(source: str, relative: str, partial: str) -> int:
     return fetched
 
 
-def stage(source: str, dest: str, name: str, revision: str, manifest: dict[str, str], check_mode: bool) -> dict:
+def stage(
+    source: str,
+    dest: str,
+    name: str,
+    revision: str,
+    manifest: dict[str, str],
+    check_mode: bool,
+    s3: S3 | None = None,
+) -> dict:
     """Bring ``name``/``revision`` to ``dest`` from ``source`` and point ``current`` at it."""
     model = os.path.join(dest, name)
     final = os.path.join(model, revision)
@@ -137,7 +208,7 @@ def stage(source: str, dest: str, name: str, revision: str, manifest: dict[str, 
                 continue
             os.makedirs(os.path.dirname(target), exist_ok=True)
             partial = target + ".partial"
-            result["fetched_bytes"] += _fetch(source, relative, partial)
+            result["fetched_bytes"] += _fetch(source, relative, partial, s3)
             actual = sha256_of(partial)
             if actual != expected:
                 os.unlink(partial)

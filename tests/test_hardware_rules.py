@@ -91,3 +91,45 @@ def test_blackwell_on_an_old_driver_has_no_toolkit():
 
 def test_default_branch_drives_every_generation():
     assert driver_branch_problems(hardware.DEFAULT_DRIVER_BRANCH, list(GPU.values())) == []
+
+
+def _facts(generation: str | None, count: int = 8, nvswitch: bool = False) -> dict:
+    gpus = [GPU[generation]] * count if generation else []
+    return {"gpus": gpus, "nvswitch": nvswitch}
+
+
+def test_driver_plan_for_an_image_build_and_a_pcie_host():
+    # No GPUs (a golden image, the bench): the open flavour, nothing else needed.
+    assert hardware.driver_plan(_facts(None), "distribution", 550) == {
+        "flavour": "open",
+        "fabric_manager": False,
+        "nvlink5": False,
+        "problems": [],
+    }
+    l40s = hardware.driver_plan(_facts("ada", 4), "distribution", 550)
+    assert (l40s["flavour"], l40s["fabric_manager"], l40s["problems"]) == ("open", False, [])
+    assert hardware.driver_plan(_facts("volta"), "cuda_repo", 580)["flavour"] == "proprietary"
+
+
+def test_nvswitch_boards_need_fabric_manager_from_the_cuda_repository():
+    hgx = hardware.driver_plan(_facts("hopper", nvswitch=True), "cuda_repo", 580)
+    assert (hgx["fabric_manager"], hgx["nvlink5"], hgx["problems"]) == (True, False, [])
+    b200 = hardware.driver_plan(_facts("blackwell", nvswitch=True), "cuda_repo", 580)
+    assert (b200["fabric_manager"], b200["nvlink5"]) == (True, True)
+    from_debian = hardware.driver_plan(_facts("hopper", nvswitch=True), "distribution", 550)
+    assert from_debian["problems"] == [
+        "the probe found NVSwitch, so Fabric Manager must run at exactly the driver's version, and only NVIDIA's "
+        "CUDA repository carries both: set nvidia_driver_source: cuda_repo (or mirror that repository)"
+    ]
+
+
+def test_driver_plan_lists_every_refusal_at_once():
+    plan = hardware.driver_plan(_facts("blackwell"), "distribution", 550, "proprietary", "enabled", False)
+    assert plan["flavour"] is None
+    assert plan["problems"] == [
+        "nvidia_driver_flavour: B200 180GB need the open kernel modules; use 'open'",
+        f"nvidia_driver_branch: {driver_branch_problems(550, [GPU['blackwell']])[0]}",
+        "Secure Boot is enabled, so unsigned DKMS modules will not load: set nvidia_driver_signing_key and "
+        "nvidia_driver_signing_cert (a machine owner key enrolled with 'mokutil --import'), or disable Secure Boot",
+    ]
+    assert hardware.driver_plan(_facts("hopper"), "cuda_repo", 580, None, "enabled", True)["problems"] == []

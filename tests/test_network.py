@@ -254,3 +254,16 @@ def test_the_check_report_names_both_hosts_of_a_broken_path():
     assert network.check_report(hosts, {}, bandwidth[:1], min_gbits=400)["problems"] == [
         "RDMA a -> b (198.51.100.12): 386.21 Gb/s is below network_check_min_gbits 400"
     ]
+
+
+def test_the_management_address_is_found_by_mac_in_the_facts():
+    facts = {
+        "interfaces": ["lo", "enp0s2", "data-100"],
+        "enp0s2": {"macaddress": "52:54:00:5A:00:01", "ipv4": {"address": "10.0.2.15"}},
+        "data_100": {"macaddress": "52:54:00:6e:10:01", "ipv4": {"address": "10.99.0.11"}},
+        "default_ipv4": {"address": "192.0.2.11"},
+    }
+    assert network.address_of_mac(facts, "52:54:00:5a:00:01") == "10.0.2.15"
+    assert network.address_of_mac(facts, "52:54:00:6e:10:01") == "10.99.0.11"
+    assert network.address_of_mac(facts, "") == "192.0.2.11"
+    assert network.address_of_mac({"interfaces": []}, "52:54:00:5a:00:01") == ""

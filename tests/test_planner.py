@@ -206,3 +206,16 @@ def test_cli_plan_by_model_name(capsys):
     assert cli.main(["plan", "--gpu", "A100 SXM4 80GB", "--count", "8", "--model", "deepseek-r1-fp8"]) == 2
     assert "has no FP8" in capsys.readouterr().err
     assert cli.main(["plan", "--gpu", "no such gpu", "--count", "1"]) == 2
+
+
+def test_a_probed_host_is_planned_or_refused_with_the_reason():
+    from ironserve.planner import plan_for_host
+
+    h200 = hardware.describe_gpu(hardware.NVIDIA_VENDOR, "0x2335")
+    planned = plan_for_host({"gpus": [h200] * 8})
+    assert (planned["checkpoint"], planned["engine"], planned["tensor_parallel"]) == ("deepseek-r1-fp8", "sglang", 8)
+    assert plan_for_host({"gpus": []}) == {
+        "error": "the probe found no GPU the hardware rules know, so no DeepSeek model can be planned here"
+    }
+    l40s = hardware.describe_gpu(hardware.NVIDIA_VENDOR, "0x26b9")
+    assert plan_for_host({"gpus": [h200, l40s]})["error"].startswith("one engine spans identical GPUs only")

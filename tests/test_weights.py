@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import functools
 import hashlib
 import http.server
@@ -160,3 +161,28 @@ def test_the_module_through_ansible(tmp_path):
         result = ansible_module("localhost,", "localhost", "ironserve_weights", args, *options, timeout=120)
         assert result["localhost"]["changed"] is expected_change
     assert os.readlink(tmp_path / "models/m/current") == "r1"
+
+
+def test_s3_requests_are_signed_as_aws_documents_it():
+    # The worked example of AWS's "Signature Version 4 - GET Object" page (Range header signed too).
+    headers = weights.sigv4_headers(
+        "GET",
+        "https://examplebucket.s3.amazonaws.com/test.txt",
+        {"Range": "bytes=0-9"},
+        "AKIAIOSFODNN7EXAMPLE",
+        "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        now=datetime.datetime(2013, 5, 24, tzinfo=datetime.UTC),
+    )
+    assert headers["Authorization"] == (
+        "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, "
+        "SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, "
+        "Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"
+    )
+    assert headers["x-amz-date"] == "20130524T000000Z"
+
+
+def test_an_s3_source_needs_its_keys(tmp_path):
+    with pytest.raises(weights.StagingError, match="cannot read the S3 keys from"):
+        weights.S3("http://127.0.0.1:8333", str(tmp_path / "missing.json"))
+    with pytest.raises(weights.StagingError, match="is an S3 source"):
+        weights.read_source_text("s3://models/x", "SHA256SUMS")

@@ -1,0 +1,89 @@
+"""The GPU stage on a machine without a GPU (an image build): the driver from the offline mirror in the flavour
+the rules choose, registered with DKMS, held, nouveau blacklisted in the initramfs; Docker with compose v2 running
+a container from a locally imported image, daemon.json merged with the site's own keys kept."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from testinfra.utils.ansible_runner import AnsibleRunner
+
+INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
+DRIVER = "550.163.01"
+
+testinfra_hosts = AnsibleRunner(INVENTORY).get_hosts("all")
+
+
+def test_driver_installed_from_the_mirror_in_the_open_flavour_and_held(host):
+    record = json.loads(host.file("/var/lib/ironserve/nvidia-driver.json").content_string)
+    assert (record["source"], record["branch"], record["flavour"]) == ("distribution", 550, "open")
+    assert record["image_build"] is True
+    for package in ("nvidia-open-kernel-dkms", "nvidia-smi", "libcuda1", "nvidia-persistenced"):
+        assert host.package(package).is_installed
+        assert host.package(package).version.startswith(DRIVER)
+    held = host.check_output("apt-mark showhold").split()
+    assert {"nvidia-open-kernel-dkms", "nvidia-smi", "libcuda1", "nvidia-persistenced"} <= set(held)
+    assert not host.package("nvidia-kernel-dkms").is_installed
+    # Every package came from the bundle: the only source.
+    policy = host.check_output("apt-cache policy nvidia-open-kernel-dkms")
+    assert "http://10.0.2.100 ironserve/main" in policy
+
+
+def test_dkms_has_the_module_registered(host):
+    status = host.check_output("dkms status")
+    assert f"nvidia-current-open/{DRIVER}: added" in status, status
+    assert host.file(f"/usr/src/nvidia-current-open-{DRIVER}/dkms.conf").exists
+
+
+def test_nouveau_is_blacklisted_also_in_the_initramfs(host):
+    conf = host.file("/etc/modprobe.d/ironserve-blacklist-nouveau.conf").content_string
+    assert "blacklist nouveau" in conf
+    assert "blacklist nova_core" in conf
+    kernel = host.check_output("uname -r")
+    listing = host.check_output(f"lsinitramfs /boot/initrd.img-{kernel} | grep ironserve-blacklist-nouveau || true")
+    assert "etc/modprobe.d/ironserve-blacklist-nouveau.conf" in listing
+
+
+def test_image_build_says_what_it_skipped(host):
+    record = json.loads(host.file("/var/lib/ironserve/nvidia-driver.json").content_string)
+    assert record["skipped"] == [
+        "starting nvidia-persistenced (no GPU)",
+        "nvidia-smi against the GPUs (no GPU)",
+        "the DKMS build (nvidia_driver_build_module: false)",
+    ]
+    assert host.service("nvidia-persistenced").is_enabled
+
+
+def test_docker_engine_and_compose_pinned_held_and_running(host):
+    assert host.service("docker").is_running
+    assert host.package("docker.io").version == "26.1.5+dfsg1-9+deb13u1+b1"
+    assert {"docker.io", "docker-cli", "docker-compose", "containerd", "runc"} <= set(
+        host.check_output("apt-mark showhold").split()
+    )
+    assert host.check_output("docker compose version --short").startswith("2.26")
+
+
+def test_daemon_json_is_merged_and_keeps_the_sites_keys(host):
+    daemon = json.loads(host.file("/etc/docker/daemon.json").content_string)
+    assert daemon["labels"] == ["site=ironserve-lab"]
+    assert daemon["log-opts"] == {"max-size": "100m", "max-file": "5", "compress": "true"}
+    assert daemon["default-ulimits"]["memlock"] == {"Name": "memlock", "Hard": -1, "Soft": -1}
+    assert daemon["default-ulimits"]["stack"]["Soft"] == 67108864
+    info = json.loads(host.check_output("docker info --format '{{json .}}'"))
+    assert "site=ironserve-lab" in info["Labels"]
+    assert info["LoggingDriver"] == "json-file"
+
+
+def test_docker_runs_a_container_from_a_locally_imported_image(host):
+    # A rootfs of the host's own shell and C library: no registry, no network.
+    host.check_output(
+        "set -e; rm -rf /tmp/rootfs; mkdir -p /tmp/rootfs/bin /tmp/rootfs/lib64 /tmp/rootfs/lib/x86_64-linux-gnu;"
+        " cp /usr/bin/dash /tmp/rootfs/bin/sh; cp /lib64/ld-linux-x86-64.so.2 /tmp/rootfs/lib64/;"
+        " cp /lib/x86_64-linux-gnu/libc.so.6 /tmp/rootfs/lib/x86_64-linux-gnu/;"
+        " tar -C /tmp/rootfs -c . | docker import - ironserve/lab-shell:1 >/dev/null"
+    )
+    out = host.check_output("docker run --rm ironserve/lab-shell:1 /bin/sh -c 'echo hello from $(cat /proc/1/comm)'")
+    assert out == "hello from sh"
+    limits = host.check_output("docker run --rm ironserve/lab-shell:1 /bin/sh -c 'ulimit -l; ulimit -s'")
+    assert limits.split() == ["unlimited", "65536"]

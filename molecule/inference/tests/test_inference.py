@@ -1,0 +1,153 @@
+"""The inference role with a CPU stand-in engine: compose project under systemd, healthcheck, API key, restart
+after a crash, readiness probe, and weights staged from the cold tier's bucket with corruption refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import time
+from pathlib import Path
+
+import yaml
+from testinfra.utils.ansible_runner import AnsibleRunner
+
+from ironserve.lab.verify import ansible_playbook
+
+INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
+SCENARIO = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"])
+VARS = yaml.safe_load((SCENARIO / "host_vars/infer-a.yml").read_text())
+PROJECT = "/etc/ironserve/inference"
+RCLONE = "RCLONE_CONFIG=/etc/ironserve/rclone.conf /usr/local/bin/rclone"
+PLAYBOOK = SCENARIO.parent.parent / "playbooks/inference.yml"
+
+testinfra_hosts = AnsibleRunner(INVENTORY).get_hosts("all")
+
+
+def _api(host, method: str, path: str, key: str | None, body: dict | None = None) -> tuple[int, dict | str]:
+    """One request to the API from the host itself, as a client on the management network makes it."""
+    url = json.loads(host.file(f"{PROJECT}/ready.json").content_string)["url"]
+    script = (
+        "import json, sys, urllib.request, urllib.error\n"
+        f"request = urllib.request.Request({url + path!r}, method={method!r}, "
+        f"data={json.dumps(body).encode() if body else None!r}, headers={{'Content-Type': 'application/json'}})\n"
+        + (f"request.add_header('Authorization', 'Bearer ' + {key!r})\n" if key else "")
+        + "try:\n    response = urllib.request.urlopen(request, timeout=20); print(response.status); "
+        "print(response.read().decode())\n"
+        "except urllib.error.HTTPError as error:\n    print(error.code); print(error.read().decode())\n"
+    )
+    out = host.check_output(f"python3 -c {shlex.quote(script)}")
+    status, _, text = out.partition("\n")
+    try:
+        return int(status), json.loads(text)
+    except ValueError:
+        return int(status), text
+
+
+def _key(host) -> str:
+    return host.file(f"{PROJECT}/api-key.env").content_string.strip().split("=", 1)[1]
+
+
+def _container(host) -> dict:
+    name = host.check_output("docker compose -f /etc/ironserve/inference/compose.yml ps -q engine")
+    return json.loads(host.check_output(f"docker inspect {name}"))[0]
+
+
+def _wait_healthy(host, seconds: int = 240) -> dict:
+    deadline = time.monotonic() + seconds
+    while True:
+        state = _container(host)["State"]
+        if state.get("Health", {}).get("Status") == "healthy":
+            return state
+        assert time.monotonic() < deadline, json.dumps(state)
+        time.sleep(5)
+
+
+def test_the_unit_owns_the_compose_project(host):
+    assert host.service("ironserve-inference").is_enabled
+    assert host.service("ironserve-inference").is_running
+    config = yaml.safe_load(host.check_output(f"docker compose -f {PROJECT}/compose.yml config"))
+    engine = config["services"]["engine"]
+    assert engine["image"] == "ironserve/standin-engine:1"
+    assert engine["ipc"] == "host"
+    assert engine["ulimits"]["memlock"] == {"soft": -1, "hard": -1}
+    assert engine["environment"]["HF_HUB_OFFLINE"] == "1"
+    assert engine["restart"] == "unless-stopped"
+    assert engine["healthcheck"]["start_period"] == "1m0s"
+    [volume] = engine["volumes"]
+    assert (volume["source"], volume["target"], volume["read_only"]) == ("/srv/models/standin-model", "/models", True)
+    [port] = engine["ports"]
+    assert (port["host_ip"], port["published"], port["target"]) == ("10.0.2.15", "8000", 8000)
+
+
+def test_the_healthcheck_reports_healthy(host):
+    _wait_healthy(host)
+
+
+def test_requests_without_the_api_key_are_refused(host):
+    assert _api(host, "GET", "/v1/models", None)[0] == 401
+    assert _api(host, "GET", "/v1/models", "wrong-key")[0] == 401
+    status, models = _api(host, "GET", "/v1/models", _key(host))
+    assert status == 200
+    assert [m["id"] for m in models["data"]] == ["deepseek-standin"]
+    assert _api(host, "GET", "/health", None)[0] == 200
+    assert "vllm:num_requests_running" in _api(host, "GET", "/metrics", None)[1]
+
+
+def test_the_api_key_is_private_and_never_in_the_project_file(host):
+    env = host.file(f"{PROJECT}/api-key.env")
+    assert (env.user, env.mode) == ("root", 0o600)
+    assert len(_key(host)) > 30
+    assert _key(host) not in host.file(f"{PROJECT}/compose.yml").content_string
+
+
+def test_the_readiness_probe_completes_one_token(host):
+    out = host.check_output("/usr/local/sbin/ironserve-inference-ready")
+    assert out.startswith("ready: deepseek-standin at http://10.0.2.15:8000 completed 1 token(s)")
+
+
+def test_weights_came_from_the_cold_tier_verified_and_read_only(host):
+    current = host.file("/srv/models/standin-model/current")
+    assert current.is_symlink
+    assert current.linked_to == "/srv/models/standin-model/rev1"
+    assert host.file("/srv/models/standin-model/rev1/.ironserve-verified").exists
+    local = host.check_output("cd /srv/models/standin-model/rev1 && sha256sum -c SHA256SUMS --quiet && echo ok")
+    assert local == "ok"
+    container = _container(host)
+    assert (
+        host.check_output(
+            f"docker exec {container['Id']} python3 -c \"import os; print(os.access('/models/current', os.W_OK))\""
+        )
+        == "False"
+    )
+
+
+def test_the_engine_comes_back_after_a_crash(host):
+    before = _container(host)
+    host.check_output(f"kill -9 {before['State']['Pid']}")
+    deadline = time.monotonic() + 120
+    while _container(host)["RestartCount"] == before["RestartCount"]:
+        assert time.monotonic() < deadline, "the engine was not restarted after being killed"
+        time.sleep(3)
+    _wait_healthy(host)
+    assert host.run("/usr/local/sbin/ironserve-inference-ready").rc == 0
+
+
+def test_a_corrupted_weight_file_in_the_bucket_is_refused(host):
+    host.check_output(
+        "set -e; rm -rf /root/model2; cp -r /root/model /root/model2;"
+        " head -c 3000000 /dev/urandom > /root/model2/model-00001-of-00002.safetensors;"
+        f" {RCLONE} copy /root/model2 cold:models/standin-model/rev2"
+    )
+    result = ansible_playbook(
+        INVENTORY,
+        PLAYBOOK,
+        {"inference_weights_source": "s3://models/standin-model/rev2", "inference_weights_revision": "rev2"},
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-3000:]
+    assert "model-00001-of-00002.safetensors: sha256" in output
+    assert "does not match the manifest's" in output
+    assert host.file("/srv/models/standin-model/current").linked_to == "/srv/models/standin-model/rev1"
+    assert not host.file("/srv/models/standin-model/rev2").exists
+    assert host.run("/usr/local/sbin/ironserve-inference-ready").rc == 0
