@@ -9,14 +9,17 @@ BIN := $(VENV)/bin
 APT_PACKAGES := qemu-system-x86 qemu-utils mmdebstrap apt-utils gnupg iproute2 openssh-client e2fsprogs \
 	debian-archive-keyring ca-certificates python3-venv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-SCENARIOS ?= smoke probe network storage
+SCENARIOS ?= smoke probe network gpu-stack storage inference
+# Outside the main suite: the NVIDIA DKMS build under TCG (see docs/bench.md for its time).
+SLOW_SCENARIOS := gpu-dkms
 
-.PHONY: help setup apt-deps lint unit molecule test demo demo-down clean
+.PHONY: help setup apt-deps lint unit molecule test test-slow demo demo-down clean
 
 help:
 	@echo "make demo       boot the lab (two QEMU GPU-server stand-ins) and provision it with site.yml"
 	@echo "make demo-down  stop the demo lab and remove everything it created"
 	@echo "make test       lint, unit tests and the Molecule scenarios on the lab ($(SCENARIOS))"
+	@echo "make test-slow  the scenarios too slow for every run ($(SLOW_SCENARIOS))"
 
 apt-deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${db:Status-Status}\n' $$p 2>/dev/null \
@@ -55,6 +58,9 @@ molecule: setup
 	done
 
 test: lint unit molecule
+
+test-slow: setup
+	$(MAKE) molecule SCENARIOS="$(SLOW_SCENARIOS)"
 
 demo: setup
 	$(BIN)/ironserve lab up

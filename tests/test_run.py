@@ -19,7 +19,9 @@ def test_stages_come_from_site_yml_in_order():
         "base",
         "network",
         "network_check",
+        "gpu",
         "storage",
+        "inference",
     ]
     found = stages.from_site(SITE / "site.yml")
     assert [(s.name, s.playbook.name) for s in found] == [("one", "one.yml"), ("two", "two.yml")]

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The GPU stack's checks against a real driver, for a lent GPU machine (the 'device' tool) or any GPU host.
+# Stdlib Python only, so it runs on a bare machine: the probe, the driver rules (flavour, branch, Fabric Manager)
+# for the GPUs it finds, the loaded module's flavour and version against them, nvidia-smi's GPU count against the
+# probe's, and the model plan. With ansible-playbook on PATH it also runs the GPU stage's driver role in check mode.
+# Usage (repository root): tools/gpu-device-check.sh [OUT_DIR]; exit 0 when every check passes.
+set -euo pipefail
+out=${1:-${OUT:-artifacts/gpu-device}}
+mkdir -p "$out"
+command -v nvidia-smi >/dev/null && nvidia-smi -q -x > "$out/nvidia-smi-q-x.xml" || true
+PYTHONPATH=module_utils:. python3 - "$out" <<'PY'
+import json, os, subprocess, sys
+
+import ironserve_probe as probe
+from ironserve import hardware, planner
+
+out = sys.argv[1]
+hw = probe.probe(probe.System("/", None))
+json.dump(hw, open(os.path.join(out, "probe.json"), "w"), indent=2)
+gpus = [g for g in hw["gpu"]["gpus"] if g["vendor"] == "nvidia"]
+failures = [] if gpus else ["the probe found no NVIDIA GPU"]
+print(f"probe: {len(gpus)} NVIDIA GPU(s) {sorted({g['model'] for g in gpus})}, driver {hw['gpu']['driver_version']}, "
+      f"NVSwitch {hw['gpu']['nvswitch']}, Secure Boot {hw['host']['secure_boot']}")
+branch = int((hw["gpu"]["driver_version"] or "0").split(".")[0])
+plan = hardware.driver_plan(hw["gpu"], "cuda_repo", branch, None, hw["host"]["secure_boot"], False)
+print(f"driver rules: flavour {plan['flavour']}, Fabric Manager {plan['fabric_manager']}, problems {plan['problems']}")
+failures += plan["problems"]
+try:
+    version = open("/proc/driver/nvidia/version").read()
+    loaded = "open" if "Open Kernel Module" in version else "proprietary"
+    print(f"loaded module: {loaded} - {version.splitlines()[0]}")
+    if plan["flavour"] and loaded != plan["flavour"]:
+        failures.append(f"the loaded module is {loaded}, the rules choose {plan['flavour']}")
+except OSError:
+    failures.append("no NVIDIA kernel module is loaded (/proc/driver/nvidia/version missing)")
+try:
+    smi = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True)
+    names = smi.stdout.split("\n")[:-1] if smi.returncode == 0 else []
+except FileNotFoundError:
+    names = []
+print(f"nvidia-smi: {len(names)} GPU(s) {names}")
+if len(names) != len(gpus):
+    failures.append(f"nvidia-smi sees {len(names)} GPU(s), the probe found {len(gpus)}")
+print(f"model plan: {json.dumps(planner.plan_for_host(hw['gpu']))}")
+json.dump({"plan": plan, "failures": failures}, open(os.path.join(out, "checks.json"), "w"), indent=2)
+print("FAILED:\n  - " + "\n  - ".join(failures) if failures else "all GPU stack checks passed")
+sys.exit(1 if failures else 0)
+PY
+if command -v ansible-playbook >/dev/null; then
+  printf 'all:\n  children:\n    gpu_servers:\n      hosts:\n        localhost:\n          ansible_connection: local\n' > "$out/inventory.yml"
+  ansible-playbook -i "$out/inventory.yml" --check -e nvidia_driver_source=distribution playbooks/gpu.yml \
+    | tee "$out/gpu-stage-check.log"
+fi
