@@ -166,15 +166,23 @@ def test_check_stage_proves_jumbo_frames_and_rdma_bandwidth_between_the_pair(tmp
 # Guarded apply and bad input
 
 
-def test_a_management_change_is_applied_without_losing_the_session(host, tmp_path):
+def _mgmt_playbook(tmp_path, target: str) -> Path:
+    playbook = tmp_path / "mgmt.yml"
+    playbook.write_text(f"- name: Management plane\n  hosts: {target}\n  become: true\n  roles: [mgmt_network]\n")
+    return playbook
+
+
+def test_a_management_change_is_applied_without_losing_the_session(tmp_path):
+    host = testinfra.get_host(f"ansible://net-a?ansible_inventory={INVENTORY}")
     before = _network_files(host)
-    changed = ansible_playbook(INVENTORY, NETWORK_PLAYBOOK, {"mgmt_network_dns": ["10.0.2.3"]}, timeout=900)
+    playbook = _mgmt_playbook(tmp_path, "net-a")
+    changed = ansible_playbook(INVENTORY, playbook, {"mgmt_network_dns": ["10.0.2.3"]}, timeout=900)
     output = changed.stdout + changed.stderr
     assert changed.returncode == 0, output[-4000:]
     assert "DNS=10.0.2.3" in _network_files(host)
     journal = host.check_output("journalctl -t ironserve-network --no-pager -o cat")
     assert journal.splitlines()[-1] == "confirmed"
-    restored = ansible_playbook(INVENTORY, NETWORK_PLAYBOOK, timeout=900)
+    restored = ansible_playbook(INVENTORY, playbook, timeout=900)
     assert restored.returncode == 0, (restored.stdout + restored.stderr)[-4000:]
     assert _network_files(host) == before
 
@@ -183,8 +191,7 @@ def test_a_change_that_cuts_ssh_is_rolled_back_by_the_host(tmp_path):
     target = "net-b"
     host = testinfra.get_host(f"ansible://{target}?ansible_inventory={INVENTORY}")
     before = _network_files(host)
-    playbook = tmp_path / "mgmt.yml"
-    playbook.write_text("- name: Management plane\n  hosts: net-b\n  become: true\n  roles: [mgmt_network]\n")
+    playbook = _mgmt_playbook(tmp_path, target)
     moved = ansible_playbook(
         INVENTORY, playbook, {"mgmt_network_address": "10.0.2.16/24", "mgmt_network_rollback_seconds": 45}, timeout=600
     )
@@ -216,11 +223,12 @@ def test_a_change_that_cuts_ssh_is_rolled_back_by_the_host(tmp_path):
         ),
     ],
 )
-def test_bad_input_is_refused_before_any_change(host, extra_vars, message):
-    if _name(host) != "net-a":
-        pytest.skip("one run covers both machines")
+def test_bad_input_is_refused_before_any_change(tmp_path, extra_vars, message):
+    host = testinfra.get_host(f"ansible://net-a?ansible_inventory={INVENTORY}")
     before = _network_files(host)
-    result = ansible_playbook(INVENTORY, NETWORK_PLAYBOOK, extra_vars, timeout=600)
+    playbook = tmp_path / "network.yml"
+    playbook.write_text("- name: Both planes\n  hosts: net-a\n  become: true\n  roles: [mgmt_network, data_network]\n")
+    result = ansible_playbook(INVENTORY, playbook, extra_vars, timeout=600)
     output = result.stdout + result.stderr
     assert result.returncode != 0, output[-3000:]
     assert message in output
