@@ -165,8 +165,8 @@ def render_networkd(role: str, data: dict[str, Any]) -> dict[str, str]:
     """systemd-networkd files (name -> content) for one plane.
 
     ``data``: macs, nic_names (kernel names of those NICs), bond_mode ("" for none), bond_name, vlan (0 for none),
-    mtu, addresses (CIDRs), dhcp, gateway, dns, domains, qos (None, or {rate_mbit, control_share} for an HTB root
-    whose class 1:10 carries control traffic before everything else).
+    mtu, addresses (CIDRs), dhcp, gateway, dns, domains. No queueing discipline: networkd cannot change an HTB root
+    in place (a reconfigure fails the link and drops its addresses), so the QoS service sets it with tc.
     """
     files: dict[str, str] = {}
     prefix = f"10-ironserve-{role}"
@@ -205,11 +205,11 @@ def render_networkd(role: str, data: dict[str, Any]) -> dict[str, str]:
             ("Network", ["LinkLocalAddressing=no", "IPv6AcceptRA=no", *upper_links]),
         )
         files[f"{prefix}-vlan.network"] = _ini(
-            ("Match", [f"Name={top}"]), ("Link", [f"MTUBytes={mtu}"]), ("Network", address_lines), *_qos_sections(data)
+            ("Match", [f"Name={top}"]), ("Link", [f"MTUBytes={mtu}"]), ("Network", address_lines)
         )
     else:
         files[f"{prefix}.network"] = _ini(
-            ("Match", base_match), ("Link", [f"MTUBytes={mtu}"]), ("Network", address_lines), *_qos_sections(data)
+            ("Match", base_match), ("Link", [f"MTUBytes={mtu}"]), ("Network", address_lines)
         )
     return files
 
@@ -224,25 +224,6 @@ def _network_lines(data: dict[str, Any]) -> list[str]:
         lines.append("Domains=" + " ".join(data["domains"]))
     lines += ["LinkLocalAddressing=no", "IPv6AcceptRA=no"]
     return lines
-
-
-def _qos_sections(data: dict[str, Any]) -> list[tuple[str, list[str]]]:
-    qos = data.get("qos")
-    if not qos:
-        return []
-    rate = int(qos["rate_mbit"])
-    control = max(1, rate * int(qos.get("control_share", 20)) // 100)
-    return [
-        ("HierarchyTokenBucket", ["Parent=root", "Handle=0001", "DefaultClass=20"]),
-        (
-            "HierarchyTokenBucketClass",
-            ["Parent=1:0", "ClassId=1:10", "Priority=0", f"Rate={control}M", f"CeilRate={rate}M"],
-        ),
-        (
-            "HierarchyTokenBucketClass",
-            ["Parent=1:0", "ClassId=1:20", "Priority=1", f"Rate={rate - control}M", f"CeilRate={rate}M"],
-        ),
-    ]
 
 
 def _ini(*sections: tuple[str, list[str]]) -> str:
@@ -337,32 +318,17 @@ NETPLAN_DIR = "/etc/netplan"
 
 
 def render_files(role: str, data: dict[str, Any], renderer: str) -> dict[str, str]:
-    """Every file (absolute path -> content) that configures one plane with ``renderer`` (networkd or netplan).
-
-    netplan cannot express the HTB root, so the QoS sections go into a networkd drop-in for the file netplan
-    generates for the interface that carries the addresses.
-    """
+    """Every file (absolute path -> content) that configures one plane with ``renderer`` (networkd or netplan)."""
     if renderer == "networkd":
         return {f"{NETWORKD_DIR}/{name}": text for name, text in render_networkd(role, data).items()}
     if renderer != "netplan":
         raise ValueError(f"renderer must be networkd or netplan, not {renderer!r}")
     import yaml  # the controller has PyYAML with Ansible; only this renderer needs it
 
-    document = render_netplan(role, data)
     header = "# Written by ironserve; changes here are replaced on the next run.\n"
-    files = {f"{NETPLAN_DIR}/60-ironserve-{role}.yaml": header + yaml.safe_dump(document, sort_keys=False)}
-    qos = _qos_sections(data)
-    if qos:
-        vlan = int(data.get("vlan") or 0)
-        top = (
-            f"{role}.{vlan}"
-            if vlan
-            else (data.get("bond_name") or f"bond-{role}")
-            if data.get("bond_mode")
-            else f"{role}0"
-        )
-        files[f"{NETWORKD_DIR}/10-netplan-{top}.network.d/50-ironserve-qos.conf"] = _ini(*qos)
-    return files
+    return {
+        f"{NETPLAN_DIR}/60-ironserve-{role}.yaml": header + yaml.safe_dump(render_netplan(role, data), sort_keys=False)
+    }
 
 
 def perftest_bandwidth(output: str) -> float | None:

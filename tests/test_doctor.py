@@ -12,7 +12,10 @@ def test_example_inventory_passes_without_contacting_anyone(capsys):
         == cli.EXIT_OK
     )
     out = capsys.readouterr().out
-    assert "ok   inventory: 2 host(s) in groups gpu_servers, inference_primary, inference_servers, inference_standby" in out
+    assert (
+        "ok   inventory: 2 host(s) in groups gpu_servers, inference_primary, inference_servers, inference_standby"
+        in out
+    )
     assert "ok   reachability: skipped (--skip-reachability)" in out
 
 

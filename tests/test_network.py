@@ -92,7 +92,7 @@ def test_hosts_on_different_data_subnets_and_bond_rules():
     ]
 
 
-def test_networkd_plain_nic_with_qos():
+def test_networkd_plain_nic_leaves_the_qdisc_to_the_qos_service():
     files = network.render_networkd(
         "mgmt",
         {
@@ -101,16 +101,14 @@ def test_networkd_plain_nic_with_qos():
             "addresses": ["192.0.2.11/24"],
             "gateway": "192.0.2.1",
             "dns": ["192.0.2.53"],
-            "qos": {"rate_mbit": 1000, "control_share": 20},
         },
     )
     assert list(files) == ["10-ironserve-mgmt.network"]
     text = files["10-ironserve-mgmt.network"]
     assert "[Match]\nPermanentMACAddress=3c:ec:ef:00:00:01\n" in text
     assert "Address=192.0.2.11/24\nGateway=192.0.2.1\nDNS=192.0.2.53\n" in text
-    assert "[HierarchyTokenBucket]\nParent=root\nHandle=0001\nDefaultClass=20\n" in text
-    assert "ClassId=1:10\nPriority=0\nRate=200M\nCeilRate=1000M\n" in text
-    assert "ClassId=1:20\nPriority=1\nRate=800M\nCeilRate=1000M\n" in text
+    # networkd cannot change an HTB root in place: a reconfigure would fail the link and drop its address.
+    assert "HierarchyTokenBucket" not in text
 
 
 def test_networkd_bond_with_a_vlan_carries_the_mtu_on_every_layer():
@@ -188,16 +186,12 @@ def test_the_roce_v2_gid_of_the_data_address_is_chosen():
     assert network.roce_v2_gid(devices, "198.51.100.12") is None
 
 
-def test_files_per_renderer_with_qos_as_a_netplan_drop_in():
-    data = {"macs": ["3c:ec:ef:00:00:01"], "addresses": ["192.0.2.11/24"], "qos": {"rate_mbit": 1000}}
+def test_files_per_renderer():
+    data = {"macs": ["3c:ec:ef:00:00:01"], "addresses": ["192.0.2.11/24"]}
     assert list(network.render_files("mgmt", data, "networkd")) == ["/etc/systemd/network/10-ironserve-mgmt.network"]
     netplan = network.render_files("mgmt", data, "netplan")
-    assert list(netplan) == [
-        "/etc/netplan/60-ironserve-mgmt.yaml",
-        "/etc/systemd/network/10-netplan-mgmt0.network.d/50-ironserve-qos.conf",
-    ]
+    assert list(netplan) == ["/etc/netplan/60-ironserve-mgmt.yaml"]
     assert "macaddress: 3c:ec:ef:00:00:01" in netplan["/etc/netplan/60-ironserve-mgmt.yaml"]
-    assert "ClassId=1:10" in netplan["/etc/systemd/network/10-netplan-mgmt0.network.d/50-ironserve-qos.conf"]
 
 
 # ib_write_bw 6.x on a ConnectX-7 pair (format as printed; figures illustrative).
