@@ -62,23 +62,28 @@ class Bundle:
         return json.loads(self.manifest.read_text())["packages"]
 
 
-def declared_packages(roles_dir: Path) -> dict[str, list[str]]:
-    """Packages per role, from every ``*_packages`` list in ``roles/*/vars/Debian.yml``."""
-    declared: dict[str, list[str]] = {}
+def _role_declarations(roles_dir: Path, suffix: str):
+    """(vars file, key, value) for every key ending in ``suffix`` in ``roles/*/vars/Debian.yml``."""
     for vars_file in sorted(roles_dir.glob("*/vars/Debian.yml")):
         data = yaml.safe_load(vars_file.read_text()) or {}
         for key, value in data.items():
-            if not key.endswith("_packages"):
-                continue
-            if not isinstance(value, list):
-                raise BundleError(f"{vars_file}: {key} must be a list of package names")
-            for name in value:
-                if not isinstance(name, str) or not _PACKAGE.match(name):
-                    raise BundleError(
-                        f"{vars_file}: {key} holds {name!r}; a bundle needs literal Debian package names "
-                        "(optionally name=version), not templates"
-                    )
-            declared.setdefault(vars_file.parent.parent.name, []).extend(value)
+            if key.endswith(suffix):
+                yield vars_file, key, value
+
+
+def declared_packages(roles_dir: Path) -> dict[str, list[str]]:
+    """Packages per role, from every ``*_packages`` list in ``roles/*/vars/Debian.yml``."""
+    declared: dict[str, list[str]] = {}
+    for vars_file, key, value in _role_declarations(roles_dir, "_packages"):
+        if not isinstance(value, list):
+            raise BundleError(f"{vars_file}: {key} must be a list of package names")
+        for name in value:
+            if not isinstance(name, str) or not _PACKAGE.match(name):
+                raise BundleError(
+                    f"{vars_file}: {key} holds {name!r}; a bundle needs literal Debian package names "
+                    "(optionally name=version), not templates"
+                )
+        declared.setdefault(vars_file.parent.parent.name, []).extend(value)
     return declared
 
 
@@ -88,20 +93,16 @@ _BINARY_FIELDS = {"version", "sha256", "pypi_name", "pypi_platform"}
 def declared_binaries(roles_dir: Path) -> dict[str, dict]:
     """Pinned static binaries, from every ``*_binaries`` mapping in ``roles/*/vars/Debian.yml``."""
     declared: dict[str, dict] = {}
-    for vars_file in sorted(roles_dir.glob("*/vars/Debian.yml")):
-        data = yaml.safe_load(vars_file.read_text()) or {}
-        for key, value in data.items():
-            if not key.endswith("_binaries"):
-                continue
-            if not isinstance(value, dict):
-                raise BundleError(f"{vars_file}: {key} must map each binary's name to its pin")
-            for name, pin in value.items():
-                missing = _BINARY_FIELDS - set(pin or {})
-                if missing:
-                    raise BundleError(f"{vars_file}: {key}.{name} lacks {', '.join(sorted(missing))}")
-                if not re.fullmatch(r"[0-9a-f]{64}", str(pin["sha256"])):
-                    raise BundleError(f"{vars_file}: {key}.{name}.sha256 must be 64 lowercase hex digits")
-                declared[name] = {field: str(pin[field]) for field in sorted(_BINARY_FIELDS)}
+    for vars_file, key, value in _role_declarations(roles_dir, "_binaries"):
+        if not isinstance(value, dict):
+            raise BundleError(f"{vars_file}: {key} must map each binary's name to its pin")
+        for name, pin in value.items():
+            missing = _BINARY_FIELDS - set(pin or {})
+            if missing:
+                raise BundleError(f"{vars_file}: {key}.{name} lacks {', '.join(sorted(missing))}")
+            if not re.fullmatch(r"[0-9a-f]{64}", str(pin["sha256"])):
+                raise BundleError(f"{vars_file}: {key}.{name}.sha256 must be 64 lowercase hex digits")
+            declared[name] = {field: str(pin[field]) for field in sorted(_BINARY_FIELDS)}
     return declared
 
 
