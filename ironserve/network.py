@@ -78,11 +78,12 @@ def plan_problems(hosts: dict[str, dict[str, Any]]) -> list[str]:
         bond_mode = declared.get("data_bond_mode") or ""
         if bond_mode and bond_mode not in BOND_MODES:
             problems.append(f"{host}: data_network_bond_mode is '{bond_mode}'; use one of {', '.join(BOND_MODES)}")
-        if bond_mode and len(data_macs) < 2:
+        data_nics = len(data_macs) + len(declared.get("data_pci") or [])
+        if bond_mode and data_nics < 2:
             problems.append(f"{host}: data_network_bond_mode is set, but a bond needs two or more data_network_macs")
-        if not bond_mode and len(data_macs) > 1:
+        if not bond_mode and data_nics > 1:
             problems.append(
-                f"{host}: data_network_macs lists {len(data_macs)} NICs; set data_network_bond_mode (802.3ad) to bond "
+                f"{host}: data_network_macs lists {data_nics} NICs; set data_network_bond_mode (802.3ad) to bond "
                 "them, or list one"
             )
         mgmt_address = declared.get("mgmt_address") or ""
@@ -304,6 +305,7 @@ def declaration(variables: Any) -> dict[str, Any]:
         "mgmt_mtu": get("mgmt_network_mtu", 1500),
         "mgmt_vlan": get("mgmt_network_vlan", 0),
         "data_macs": list(get("data_network_macs", [])),
+        "data_pci": list(get("data_network_pci_addresses", [])),
         "data_subnet": get("data_network_subnet", ""),
         "data_index": get("data_network_host_index"),
         "data_address": get("data_network_address", ""),

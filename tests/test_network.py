@@ -87,6 +87,9 @@ def test_hosts_on_different_data_subnets_and_bond_rules():
         "the gpu01 data network 198.51.100.0/25 differs from the gpu02 data network 198.51.100.0/24; every host of "
         "the data plane needs the same subnet",
     ]
+    assert network.plan_problems(_hosts(gpu01={"data_pci": ["0000:19:00.0"]})) == [
+        "gpu01: data_network_macs lists 2 NICs; set data_network_bond_mode (802.3ad) to bond them, or list one"
+    ]
     assert network.plan_problems(_hosts(gpu01={"data_bond_mode": "802.3ad"})) == [
         "gpu01: data_network_bond_mode is set, but a bond needs two or more data_network_macs"
     ]
