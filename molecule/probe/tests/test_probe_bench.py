@@ -73,16 +73,18 @@ def test_probe_reports_both_nics_and_the_soft_roce_device():
     assert set(nics) == {MACHINE.mgmt_mac, MACHINE.data_mac}
     data = nics[MACHINE.data_mac]
     assert (data["mtu"], data["driver"], data["link"]) == (LAB.data_mtu, "virtio_net", "up")
-    assert data["rdma"] == [
-        {
-            "device": "rxe0",
-            "port": 1,
-            "netdev": data["name"],
-            "state": "ACTIVE",
-            "link_layer": "Ethernet",
-            "soft_roce": True,
-        }
-    ]
+    [rdma] = data["rdma"]
+    gids = rdma.pop("gids")
+    assert rdma == {
+        "device": "rxe0",
+        "port": 1,
+        "netdev": data["name"],
+        "state": "ACTIVE",
+        "link_layer": "Ethernet",
+        "soft_roce": True,
+    }
+    # The data NIC has only its IPv6 link-local address here: one RoCE v2 GID for it, on that NIC.
+    assert [(g["type"], g["netdev"]) for g in gids if g["gid"].startswith("fe80:")] == [("RoCE v2", data["name"])]
     assert nics[MACHINE.mgmt_mac]["rdma"] == []
 
 
