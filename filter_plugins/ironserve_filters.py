@@ -12,7 +12,7 @@ class FilterModule:
     Storage: ironserve_md_detail, ironserve_plan_array, ironserve_pvs.
     ironserve_address_of_mac. Preflight and reports: ironserve_preflight_problems, ironserve_hw_markdown. Networks:
     ironserve_network_problems, ironserve_network_declaration, ironserve_host_address, ironserve_networkd,
-    ironserve_netplan, ironserve_network_files, ironserve_roce_v2_gid, ironserve_perftest_bw,
+    ironserve_netplan, ironserve_network_files, ironserve_roce_v2_gid,
     ironserve_host_pairs, ironserve_check_report.
     """
 
@@ -34,7 +34,6 @@ class FilterModule:
             "ironserve_netplan": network.render_netplan,
             "ironserve_network_files": network.render_files,
             "ironserve_roce_v2_gid": network.roce_v2_gid,
-            "ironserve_perftest_bw": network.perftest_bandwidth,
             "ironserve_host_pairs": network.host_pairs,
             "ironserve_check_report": network.check_report,
         }

@@ -90,6 +90,16 @@ def ansible_env() -> dict[str, str]:
     }
 
 
+def role_playbook(folder: Path, hosts: str, *roles: str, become: bool = True, gather_facts: bool = True) -> Path:
+    """A playbook in ``folder`` that applies ``roles`` to ``hosts``: how bench tests run a role on its own."""
+    playbook = folder / f"{'-'.join(roles)}.yml"
+    playbook.write_text(
+        f"- name: Apply {', '.join(roles)}\n  hosts: {hosts}\n  become: {str(become).lower()}\n"
+        f"  gather_facts: {str(gather_facts).lower()}\n  roles: [{', '.join(roles)}]\n"
+    )
+    return playbook
+
+
 def ansible_playbook(
     inventory: str, playbook: Path, extra_vars: dict | None = None, timeout: int = 600, verbosity: int = 0
 ) -> subprocess.CompletedProcess:

@@ -15,7 +15,7 @@ import yaml
 from testinfra.utils.ansible_runner import AnsibleRunner
 
 from ironserve import paths
-from ironserve.lab.verify import ansible_module, ansible_playbook
+from ironserve.lab.verify import ansible_module, ansible_playbook, role_playbook
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 SCENARIO = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"])
@@ -166,16 +166,10 @@ def test_check_stage_proves_jumbo_frames_and_rdma_bandwidth_between_the_pair(tmp
 # Guarded apply and bad input
 
 
-def _mgmt_playbook(tmp_path, target: str) -> Path:
-    playbook = tmp_path / "mgmt.yml"
-    playbook.write_text(f"- name: Management plane\n  hosts: {target}\n  become: true\n  roles: [mgmt_network]\n")
-    return playbook
-
-
 def test_a_management_change_is_applied_without_losing_the_session(tmp_path):
     host = testinfra.get_host(f"ansible://net-a?ansible_inventory={INVENTORY}")
     before = _network_files(host)
-    playbook = _mgmt_playbook(tmp_path, "net-a")
+    playbook = role_playbook(tmp_path, "net-a", "mgmt_network")
     changed = ansible_playbook(INVENTORY, playbook, {"mgmt_network_dns": ["10.0.2.3"]}, timeout=900)
     output = changed.stdout + changed.stderr
     assert changed.returncode == 0, output[-4000:]
@@ -191,7 +185,7 @@ def test_a_change_that_cuts_ssh_is_rolled_back_by_the_host(tmp_path):
     target = "net-b"
     host = testinfra.get_host(f"ansible://{target}?ansible_inventory={INVENTORY}")
     before = _network_files(host)
-    playbook = _mgmt_playbook(tmp_path, target)
+    playbook = role_playbook(tmp_path, target, "mgmt_network")
     moved = ansible_playbook(
         INVENTORY, playbook, {"mgmt_network_address": "10.0.2.16/24", "mgmt_network_rollback_seconds": 45}, timeout=600
     )
@@ -226,8 +220,7 @@ def test_a_change_that_cuts_ssh_is_rolled_back_by_the_host(tmp_path):
 def test_bad_input_is_refused_before_any_change(tmp_path, extra_vars, message):
     host = testinfra.get_host(f"ansible://net-a?ansible_inventory={INVENTORY}")
     before = _network_files(host)
-    playbook = tmp_path / "network.yml"
-    playbook.write_text("- name: Both planes\n  hosts: net-a\n  become: true\n  roles: [mgmt_network, data_network]\n")
+    playbook = role_playbook(tmp_path, "net-a", "mgmt_network", "data_network")
     result = ansible_playbook(INVENTORY, playbook, extra_vars, timeout=600)
     output = result.stdout + result.stderr
     assert result.returncode != 0, output[-3000:]

@@ -20,7 +20,7 @@ from testinfra.utils.ansible_runner import AnsibleRunner
 
 from ironserve.lab import lab as bench
 from ironserve.lab.spec import BUNDLE_GUEST_ADDRESS, MGMT_GUEST_ADDRESS, lab_from_platforms
-from ironserve.lab.verify import ansible_playbook, disk_mismatches, nic_mismatches, with_extra_nvme
+from ironserve.lab.verify import ansible_playbook, disk_mismatches, nic_mismatches, role_playbook, with_extra_nvme
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 LAB_NAME = "mol-" + os.environ["MOLECULE_SCENARIO_NAME"]
@@ -178,11 +178,7 @@ def test_qemu_network_is_restricted(machine):
 
 
 def _run_package_source(limit: str, tmp_path: Path, **extra_vars: str) -> subprocess.CompletedProcess:
-    playbook = tmp_path / "package_source.yml"
-    playbook.write_text(
-        f"- name: Apply package_source alone\n  hosts: {limit}\n  gather_facts: false\n"
-        "  roles:\n    - role: package_source\n"
-    )
+    playbook = role_playbook(tmp_path, limit, "package_source", become=False, gather_facts=False)
     return ansible_playbook(INVENTORY, playbook, extra_vars, timeout=300)
 
 

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from testinfra.utils.ansible_runner import AnsibleRunner
 
-from ironserve.lab.verify import ansible_module, ansible_playbook
+from ironserve.lab.verify import ansible_module, ansible_playbook, role_playbook
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 SCENARIO = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"])
@@ -44,12 +44,6 @@ def _mgmt_address(host) -> str:
             nic = line.split(":")[1].strip()
             return host.check_output(f"ip -o -4 addr show dev {nic}").split()[3].split("/")[0]
     raise AssertionError(f"no NIC with {HOST_VARS['mgmt_network_mac']}")
-
-
-def _write_playbook(tmp_path: Path, role: str) -> Path:
-    playbook = tmp_path / f"{role}.yml"
-    playbook.write_text(f"- name: {role} again\n  hosts: all\n  become: true\n  roles: [{role}]\n")
-    return playbook
 
 
 # Hot tier
@@ -116,7 +110,7 @@ def test_safe_mode_refuses_a_disk_with_data_and_changes_nothing(host, tmp_path, 
             "warm_tier_vg_name": "refused",
             "warm_tier_devices": [HDD_IDS[0], KEEP_ID],
         }
-    result = ansible_playbook(INVENTORY, _write_playbook(tmp_path, role), extra)
+    result = ansible_playbook(INVENTORY, role_playbook(tmp_path, "all", role), extra)
     output = result.stdout + result.stderr
     assert result.returncode != 0, output
     keep = host.check_output(f"basename $(readlink -f {KEEP_ID})")
@@ -162,7 +156,7 @@ def test_s3_keys_are_generated_private_and_never_logged(host, tmp_path):
     assert keys["secret_key"] in identities.content_string
     assert host.file("/etc/ironserve/rclone.conf").mode == 0o600
     # A second run, verbose: nothing changes, and neither key appears in what Ansible prints.
-    result = ansible_playbook(INVENTORY, _write_playbook(tmp_path, "cold_tier"), verbosity=3)
+    result = ansible_playbook(INVENTORY, role_playbook(tmp_path, "all", "cold_tier"), verbosity=3)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     assert "changed=0" in output
