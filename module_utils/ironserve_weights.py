@@ -58,7 +58,7 @@ def sha256_of(path: str) -> str:
     return digest.hexdigest()
 
 
-def _is_url(source: str) -> bool:
+def _is_remote(source: str) -> bool:
     return source.startswith(("http://", "https://", "s3://"))
 
 
@@ -124,7 +124,7 @@ def _request(source: str, relative: str, s3: S3 | None, headers: dict[str, str] 
 
 
 def read_source_text(source: str, relative: str, s3: S3 | None = None) -> str:
-    if _is_url(source):
+    if _is_remote(source):
         with urllib.request.urlopen(_request(source, relative, s3), timeout=60) as response:  # noqa: S310
             return response.read().decode()
     with open(os.path.join(source, relative)) as handle:
@@ -135,7 +135,7 @@ def _fetch(source: str, relative: str, partial: str, s3: S3 | None = None) -> in
     """Append the rest of ``relative`` to ``partial`` (resuming where it stops); return bytes fetched."""
     offset = os.path.getsize(partial) if os.path.exists(partial) else 0
     fetched = 0
-    if _is_url(source):
+    if _is_remote(source):
         request = _request(source, relative, s3, {"Range": f"bytes={offset}-"} if offset else None)
         try:
             response = urllib.request.urlopen(request, timeout=60)  # noqa: S310 - a URL the inventory names
