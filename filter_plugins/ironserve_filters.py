@@ -8,7 +8,8 @@ from ironserve import hardware, network, planner, preflight, report, storage
 class FilterModule:
     """Filters by concern; each is a function of the ironserve package, unit-tested there.
 
-    GPU stack: ironserve_driver_plan, ironserve_cuda_toolkit_for. Inference: ironserve_model_plan.
+    GPU stack: ironserve_driver_plan, ironserve_cuda_toolkit_for, ironserve_driver_version_changes,
+    ironserve_smi_mismatches. Inference: ironserve_model_plan.
     Storage: ironserve_md_detail, ironserve_plan_array, ironserve_pvs.
     ironserve_address_of_mac. Preflight and reports: ironserve_preflight_problems, ironserve_hw_markdown. Networks:
     ironserve_network_problems, ironserve_network_declaration, ironserve_host_address, ironserve_networkd,
@@ -25,6 +26,8 @@ class FilterModule:
             "ironserve_pvs": storage.parse_pvs,
             "ironserve_driver_plan": hardware.driver_plan,
             "ironserve_cuda_toolkit_for": hardware.cuda_toolkit_for,
+            "ironserve_driver_version_changes": hardware.driver_version_changes,
+            "ironserve_smi_mismatches": hardware.smi_mismatches,
             "ironserve_model_plan": planner.plan_for_host,
             "ironserve_address_of_mac": network.address_of_mac,
             "ironserve_network_problems": network.plan_problems,

@@ -506,3 +506,60 @@ def driver_plan(
             "nvidia_driver_signing_cert (a machine owner key enrolled with 'mokutil --import'), or disable Secure Boot"
         )
     return {"flavour": flavour, "fabric_manager": fabric_manager, "nvlink5": nvlink5, "problems": problems}
+
+
+def driver_version_changes(dpkg_lines: list[str], wanted: list[str], other_flavour: list[str]) -> list[str]:
+    """What installing ``wanted`` ('name=version' pins) would change in the driver already on the host.
+
+    ``dpkg_lines`` is ``dpkg-query --show --showformat='${db:Status-Status} ${Package} ${Version}\\n'`` for those
+    packages; ``other_flavour`` names the packages of the kernel-module flavour not chosen. Empty on a fresh host and on a re-run: a driver change (version or
+    flavour) takes every GPU job down and needs a reboot, so the role makes it only when asked to.
+    """
+    installed = {}
+    for line in dpkg_lines:
+        status, _, rest = line.partition(" ")
+        name, _, version = rest.partition(" ")
+        if status == "installed" and version:
+            installed[name] = version
+    changes = []
+    for pin in wanted:
+        name, _, version = pin.partition("=")
+        current = installed.get(name)
+        if current and version and current != version:
+            changes.append(f"{name} {current} -> {version}")
+    wanted_names = {pin.partition("=")[0] for pin in wanted}
+    for name in other_flavour:
+        if name in installed and name not in wanted_names:
+            changes.append(f"{name} {installed[name]} -> removed (the other kernel-module flavour)")
+    return changes
+
+
+def smi_mismatches(probed_gpus: list[dict], smi_lines: list[str]) -> list[str]:
+    """How what nvidia-smi sees differs from the GPUs the probe found on the PCI bus (empty when it matches).
+
+    ``smi_lines`` is ``nvidia-smi --query-gpu=pci.bus_id,pci.device_id,name --format=csv,noheader``. GPUs are
+    matched by PCI address and compared by device id, which names the model exactly; product names differ
+    between the driver and our table ("NVIDIA H200" against "H200 SXM 141GB").
+    """
+    seen = {}
+    for line in smi_lines:
+        fields = [field.strip() for field in line.split(",", 2)]
+        if len(fields) != 3:
+            continue
+        bus_id, device_id, name = fields
+        seen[bus_id.lower()[-12:]] = (normalise_id(device_id), name)
+    problems = []
+    for gpu in _nvidia(probed_gpus):
+        address = (gpu.get("pci_address") or "").lower()
+        if not address:
+            continue
+        found = seen.pop(address, None)
+        if found is None:
+            problems.append(f"{gpu['model']} at {address}: nvidia-smi does not see it")
+        elif found[0] != gpu["device_id"]:
+            problems.append(
+                f"{address}: the probe found {gpu['model']} ({gpu['device_id']}), nvidia-smi reports {found[1]} "
+                f"({found[0]})"
+            )
+    problems += [f"{name} at {address}: nvidia-smi sees it, the probe did not" for address, (_, name) in seen.items()]
+    return problems

@@ -133,3 +133,46 @@ def test_driver_plan_lists_every_refusal_at_once():
         "nvidia_driver_signing_cert (a machine owner key enrolled with 'mokutil --import'), or disable Secure Boot",
     ]
     assert hardware.driver_plan(_facts("hopper"), "cuda_repo", 580, None, "enabled", True)["problems"] == []
+
+
+PINNED = ["nvidia-open-kernel-dkms=550.163.01-2", "nvidia-smi=550.163.01-2", "nvidia-persistenced=550.163.01-1"]
+
+
+def test_a_fresh_host_or_a_rerun_changes_no_driver():
+    assert hardware.driver_version_changes([], PINNED, ["nvidia-kernel-dkms"]) == []
+    # What dpkg-query says of a re-run: the pins installed, the other flavour once there and purged.
+    installed = [
+        "installed nvidia-open-kernel-dkms 550.163.01-2",
+        "installed nvidia-smi 550.163.01-2",
+        "not-installed nvidia-kernel-dkms ",
+        "config-files nvidia-persistenced 550.127.05-1",
+    ]
+    assert hardware.driver_version_changes(installed, PINNED, ["nvidia-kernel-dkms"]) == []
+
+
+def test_another_version_or_flavour_is_named_as_a_change():
+    installed = ["installed nvidia-kernel-dkms 550.127.05-1", "installed nvidia-smi 550.127.05-1"]
+    assert hardware.driver_version_changes(installed, PINNED, ["nvidia-kernel-dkms"]) == [
+        "nvidia-smi 550.127.05-1 -> 550.163.01-2",
+        "nvidia-kernel-dkms 550.127.05-1 -> removed (the other kernel-module flavour)",
+    ]
+
+
+def _at(gpu: dict, address: str) -> dict:
+    return {**gpu, "pci_address": address}
+
+
+def test_nvidia_smi_sees_exactly_the_probed_gpus():
+    probed = [_at(GPU["hopper"], "0000:19:00.0"), _at(GPU["hopper"], "0000:3b:00.0")]
+    smi = ["00000000:19:00.0, 0x233510DE, NVIDIA H200", "00000000:3B:00.0, 0x233510DE, NVIDIA H200"]
+    assert hardware.smi_mismatches(probed, smi) == []
+
+
+def test_a_missing_extra_or_different_gpu_is_named():
+    probed = [_at(GPU["hopper"], "0000:19:00.0"), _at(GPU["hopper"], "0000:3b:00.0")]
+    smi = ["00000000:19:00.0, 0x233010DE, NVIDIA H100 80GB HBM3", "00000000:5D:00.0, 0x233510DE, NVIDIA H200"]
+    assert hardware.smi_mismatches(probed, smi) == [
+        "0000:19:00.0: the probe found H200 SXM 141GB (0x2335), nvidia-smi reports NVIDIA H100 80GB HBM3 (0x2330)",
+        "H200 SXM 141GB at 0000:3b:00.0: nvidia-smi does not see it",
+        "NVIDIA H200 at 0000:5d:00.0: nvidia-smi sees it, the probe did not",
+    ]

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The GPU stack's checks against a real driver, for a lent GPU machine (the 'device' tool) or any GPU host.
 # Stdlib Python only, so it runs on a bare machine: the probe, the driver rules (flavour, branch, Fabric Manager)
-# for the GPUs it finds, the loaded module's flavour and version against them, nvidia-smi's GPU count against the
-# probe's, and the model plan. With ansible-playbook on PATH it also runs the GPU stage's driver role in check mode.
+# for the GPUs it finds, the loaded module's flavour and version against them, nvidia-smi's GPUs (address and
+# model) against the probe's, and the model plan. With ansible-playbook on PATH it also runs the GPU stage's
+# driver role in check mode.
 # Usage (repository root): tools/gpu-device-check.sh [OUT_DIR]; exit 0 when every check passes.
 set -euo pipefail
 out=${1:-${OUT:-artifacts/gpu-device}}
@@ -34,13 +35,13 @@ try:
 except OSError:
     failures.append("no NVIDIA kernel module is loaded (/proc/driver/nvidia/version missing)")
 try:
-    smi = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True)
-    names = smi.stdout.split("\n")[:-1] if smi.returncode == 0 else []
+    query = ["nvidia-smi", "--query-gpu=pci.bus_id,pci.device_id,name", "--format=csv,noheader"]
+    smi = subprocess.run(query, capture_output=True, text=True)
+    lines = smi.stdout.splitlines() if smi.returncode == 0 else []
 except FileNotFoundError:
-    names = []
-print(f"nvidia-smi: {len(names)} GPU(s) {names}")
-if len(names) != len(gpus):
-    failures.append(f"nvidia-smi sees {len(names)} GPU(s), the probe found {len(gpus)}")
+    lines = []
+print(f"nvidia-smi: {len(lines)} GPU(s) {lines}")
+failures += hardware.smi_mismatches(gpus, lines)
 print(f"model plan: {json.dumps(planner.plan_for_host(hw['gpu']))}")
 json.dump({"plan": plan, "failures": failures}, open(os.path.join(out, "checks.json"), "w"), indent=2)
 print("FAILED:\n  - " + "\n  - ".join(failures) if failures else "all GPU stack checks passed")

@@ -9,6 +9,8 @@ import os
 
 from testinfra.utils.ansible_runner import AnsibleRunner
 
+from ironserve.lab.verify import ansible_playbook, role_playbook
+
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 DRIVER = "550.163.01"
 
@@ -28,6 +30,28 @@ def test_driver_installed_from_the_mirror_in_the_open_flavour_and_held(host):
     # Every package came from the bundle: the only source.
     policy = host.check_output("apt-cache policy nvidia-open-kernel-dkms")
     assert "http://10.0.2.100 ironserve/main" in policy
+
+
+def test_a_driver_version_change_is_refused_unless_asked_for_and_nothing_changes(host, tmp_path):
+    before = host.check_output("dpkg-query -W 'nvidia-*' libcuda1; apt-mark showhold")
+    newer = [
+        "nvidia-open-kernel-dkms=550.163.01-3",
+        "nvidia-smi=550.163.01-3",
+        "libcuda1=550.163.01-2",
+        "nvidia-persistenced=550.163.01-1",
+    ]
+    result = ansible_playbook(
+        INVENTORY, role_playbook(tmp_path, "all", "nvidia_driver"), {"nvidia_driver_packages": newer}
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert (
+        "the installed driver differs from the pinned one (nvidia-open-kernel-dkms 550.163.01-2 -> 550.163.01-3, "
+        "nvidia-smi 550.163.01-2 -> 550.163.01-3)" in output
+    ), output
+    assert "-e nvidia_driver_allow_version_change=true" in output
+    assert "changed=0" in output
+    assert host.check_output("dpkg-query -W 'nvidia-*' libcuda1; apt-mark showhold") == before
 
 
 def test_dkms_has_the_module_registered(host):
