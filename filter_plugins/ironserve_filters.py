@@ -12,9 +12,8 @@ class FilterModule:
     ironserve_smi_mismatches. Inference: ironserve_model_plan.
     Storage: ironserve_md_detail, ironserve_plan_array, ironserve_pvs.
     ironserve_address_of_mac. Preflight and reports: ironserve_preflight_problems, ironserve_hw_markdown. Networks:
-    ironserve_network_problems, ironserve_network_declaration, ironserve_host_address, ironserve_networkd,
-    ironserve_netplan, ironserve_network_files, ironserve_roce_v2_gid,
-    ironserve_host_pairs, ironserve_check_report.
+    ironserve_network_problems, ironserve_network_declaration, ironserve_data_address, ironserve_networkd,
+    ironserve_netplan, ironserve_network_files, ironserve_roce_v2_gid, ironserve_host_pairs, ironserve_check_report.
     """
 
     def filters(self):
@@ -32,7 +31,7 @@ class FilterModule:
             "ironserve_address_of_mac": network.address_of_mac,
             "ironserve_network_problems": network.plan_problems,
             "ironserve_network_declaration": network.declaration,
-            "ironserve_host_address": network.host_address,
+            "ironserve_data_address": network.data_address,
             "ironserve_networkd": network.render_networkd,
             "ironserve_netplan": network.render_netplan,
             "ironserve_network_files": network.render_files,

@@ -512,8 +512,9 @@ def driver_version_changes(dpkg_lines: list[str], wanted: list[str], other_flavo
     """What installing ``wanted`` ('name=version' pins) would change in the driver already on the host.
 
     ``dpkg_lines`` is ``dpkg-query --show --showformat='${db:Status-Status} ${Package} ${Version}\\n'`` for those
-    packages; ``other_flavour`` names the packages of the kernel-module flavour not chosen. Empty on a fresh host and on a re-run: a driver change (version or
-    flavour) takes every GPU job down and needs a reboot, so the role makes it only when asked to.
+    packages; ``other_flavour`` names the packages of the kernel-module flavour not chosen. Empty on a fresh host
+    and on a re-run: a driver change (version or flavour) takes every GPU job down and needs a reboot, so the role
+    makes it only when asked to.
     """
     installed = {}
     for line in dpkg_lines:

@@ -315,6 +315,17 @@ def declaration(variables: Any) -> dict[str, Any]:
     }
 
 
+def data_address(variables: Any) -> str:
+    """A host's data-plane address in CIDR form (data_network_address, or the subnet's address at the host's
+    index), or '' where neither is declared; the data_network role and the network check both use it."""
+    declared = declaration(variables)
+    if declared["data_address"]:
+        return declared["data_address"]
+    if declared["data_subnet"] and declared["data_index"] is not None:
+        return host_address(declared["data_subnet"], int(declared["data_index"]))
+    return ""
+
+
 NETWORKD_DIR = "/etc/systemd/network"
 NETPLAN_DIR = "/etc/netplan"
 

@@ -264,3 +264,14 @@ def test_the_management_address_is_found_by_mac_in_the_facts():
     assert network.address_of_mac(facts, "52:54:00:6e:10:01") == "10.99.0.11"
     assert network.address_of_mac(facts, "") == "192.0.2.11"
     assert network.address_of_mac({"interfaces": []}, "52:54:00:5a:00:01") == ""
+
+
+def test_data_address_is_the_explicit_one_or_the_subnets_at_the_index():
+    assert network.data_address({"data_network_address": "10.99.0.50/24", "data_network_subnet": "10.99.0.0/24"}) == (
+        "10.99.0.50/24"
+    )
+    assert network.data_address({"data_network_subnet": "10.99.0.0/24", "data_network_host_index": 12}) == (
+        "10.99.0.12/24"
+    )
+    assert network.data_address({"data_network_subnet": "10.99.0.0/24"}) == ""
+    assert network.data_address({}) == ""

@@ -54,6 +54,17 @@ def test_a_driver_version_change_is_refused_unless_asked_for_and_nothing_changes
     assert host.check_output("dpkg-query -W 'nvidia-*' libcuda1; apt-mark showhold") == before
 
 
+def test_cuda_toolkit_refuses_a_version_the_distribution_does_not_have(host, tmp_path):
+    result = ansible_playbook(
+        INVENTORY, role_playbook(tmp_path, "all", "cuda_toolkit"), {"cuda_toolkit_version": "12.8"}
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "This host needs CUDA 12.8, and the distribution has 12.4: set cuda_toolkit_source: cuda_repo" in output
+    assert "changed=0" in output
+    assert not host.package("nvidia-cuda-toolkit").is_installed
+
+
 def test_dkms_has_the_module_registered(host):
     status = host.check_output("dkms status")
     assert f"nvidia-current-open/{DRIVER}: added" in status, status
