@@ -139,16 +139,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ironserve import run, stages
 
     site = Path(args.site)
-    inventory = Path(args.inventory)
-    if not inventory.exists():
-        print(f"ironserve: inventory {inventory} does not exist", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    inventory = Path(args.inventory or DEFAULT_INVENTORY)
     resumed_from = None
     if args.resume:
-        if args.stages or args.start or args.limit:
+        if args.stages or args.start or args.limit or args.inventory:
             print(
-                "ironserve: --resume takes the stages and hosts from the previous run; drop --stages, --from "
-                "and --limit",
+                "ironserve: --resume takes the inventory, stages and hosts from the previous run; drop --inventory, "
+                "--stages, --from and --limit",
                 file=sys.stderr,
             )
             return EXIT_BAD_INPUT
@@ -170,7 +167,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         selected = [(available[name], limit) for name, limit in plan]
         inventory, limit, check, diff = Path(previous.inventory), previous.limit, previous.check, previous.diff
         resumed_from = previous.id
+        if not inventory.exists():
+            print(f"ironserve: run {previous.id} used inventory {inventory}, which no longer exists", file=sys.stderr)
+            return EXIT_BAD_INPUT
     else:
+        if not inventory.exists():
+            print(f"ironserve: inventory {inventory} does not exist", file=sys.stderr)
+            return EXIT_BAD_INPUT
         available = {s.name: s for s in stages.from_site(site)}
         chosen = stages.select(list(available.values()), args.stages.split(",") if args.stages else None, args.start)
         selected = [(stage, args.limit) for stage in chosen]
@@ -249,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run the stages of site.yml in order, each an ansible-runner job")
-    run.add_argument("--inventory", "-i", default=str(DEFAULT_INVENTORY), help="inventory (default: %(default)s)")
+    run.add_argument("--inventory", "-i", help=f"inventory (default: {DEFAULT_INVENTORY}; --resume: the run's own)")
     run.add_argument("--site", default=str(DEFAULT_SITE), help="the playbook listing the stages (default: site.yml)")
     which = run.add_mutually_exclusive_group()
     which.add_argument("--stages", help="comma-separated stages to run, in site order")

@@ -139,6 +139,10 @@ def test_a_failing_stage_stops_the_run_and_resume_finishes_it(tmp_path, monkeypa
     assert Path(two.artifacts, "artifacts").is_dir()  # ansible-runner's own job artifacts
 
     flag.write_text("ready\n")
+    # The run's own inventory, wherever the resume is started from (no default inventory there).
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["run", "--resume", "--inventory", "other.yml"]) == run.EXIT_BAD_INPUT
+    assert "drop --inventory" in capsys.readouterr().err
     assert cli.main(["run", "--resume", "--plain"]) == run.EXIT_OK
     out = capsys.readouterr().out
     assert "== stage two (limit h2)" in out
