@@ -127,13 +127,29 @@ def _nic_problems(network: dict, declared: dict) -> list[str]:
     return problems
 
 
+# The releases whose packages the roles pin (roles/*/vars/Debian.yml). On another release the first pinned install
+# fails halfway through a run, after earlier stages have changed the host; preflight refuses it before that.
+SUPPORTED_RELEASES = {("debian", "13"): "Debian 13 (trixie)"}
+
+
+def _os_problems(host: dict[str, Any]) -> list[str]:
+    os_id, version = host.get("os_id"), host.get("os_version")
+    if os_id is None or (os_id, version) in SUPPORTED_RELEASES:
+        return []
+    running = host.get("os_name") or f"{os_id} {version}"
+    return [
+        f"the host runs {running}, and the roles pin the packages of {', '.join(SUPPORTED_RELEASES.values())}: "
+        "install that release, or add the pins for this one (roles/*/vars/<OS>.yml)"
+    ]
+
+
 def problems(hw: dict[str, Any], declared: dict[str, Any]) -> list[str]:
     """Every mismatch between the probed host ``hw`` (ironserve_hw) and the inventory's declarations.
 
     ``declared`` keys: profile, gpu_count, gpu_model, image_build, tiers ({hot: [...], warm: [...]}),
     mounts ({hot_tier_mount_path: ..., warm_tier_mount_path: ...}), mgmt_mac, data_macs.
     """
-    found: list[str] = []
+    found: list[str] = _os_problems(hw.get("host", {}))
     if declared.get("image_build"):
         profile = declared.get("profile")
         if profile not in hardware.PROFILES:

@@ -132,3 +132,16 @@ def test_tier_mount_paths_must_not_nest_or_coincide(hgx):
     )
     side_by_side = {"hot_tier_mount_path": "/srv/models", "warm_tier_mount_path": "/srv/warm"}
     assert preflight.problems(hgx, _declared(mounts=side_by_side)) == []
+
+
+def test_a_release_the_roles_do_not_pin_packages_for_is_refused(hgx):
+    on_trixie = {**hgx, "host": {**hgx["host"], "os_id": "debian", "os_version": "13"}}
+    assert preflight.problems(on_trixie, MATCHING) == []
+    on_noble = {
+        **hgx,
+        "host": {**hgx["host"], "os_id": "ubuntu", "os_version": "24.04", "os_name": "Ubuntu 24.04.3 LTS"},
+    }
+    assert preflight.problems(on_noble, MATCHING) == [
+        "the host runs Ubuntu 24.04.3 LTS, and the roles pin the packages of Debian 13 (trixie): install that "
+        "release, or add the pins for this one (roles/*/vars/<OS>.yml)"
+    ]
