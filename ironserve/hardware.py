@@ -483,7 +483,8 @@ def driver_plan(
 
     ``gpu_facts`` is the probe's ``gpu`` section. Fabric Manager is needed exactly where NVSwitches are (it must
     match the driver's version, and only NVIDIA's CUDA repository carries it); Blackwell NVSwitch systems (NVLink 5)
-    also need the NVLink subnet manager and the mlx5_ib and ib_umad modules. Secure Boot needs a signing key for DKMS modules.
+    also need the NVLink subnet manager and the mlx5_ib and ib_umad modules. Secure Boot needs a signing key for
+    DKMS modules.
     """
     gpus = gpu_facts.get("gpus", [])
     problems: list[str] = []
