@@ -13,7 +13,8 @@ class FilterModule:
     Storage: ironserve_md_detail, ironserve_plan_array, ironserve_pvs.
     ironserve_address_of_mac. Preflight and reports: ironserve_preflight_problems, ironserve_hw_markdown. Networks:
     ironserve_network_problems, ironserve_network_declaration, ironserve_data_address, ironserve_networkd,
-    ironserve_netplan, ironserve_network_files, ironserve_roce_v2_gid, ironserve_host_pairs, ironserve_check_report.
+    ironserve_netplan, ironserve_network_files, ironserve_roce_v2_gid, ironserve_host_pairs, ironserve_bandwidth_floor, ironserve_min_gbits,
+    ironserve_check_report.
     """
 
     def filters(self):
@@ -37,5 +38,7 @@ class FilterModule:
             "ironserve_network_files": network.render_files,
             "ironserve_roce_v2_gid": network.roce_v2_gid,
             "ironserve_host_pairs": network.host_pairs,
+            "ironserve_bandwidth_floor": network.bandwidth_floor,
+            "ironserve_min_gbits": network.min_gbits_setting,
             "ironserve_check_report": network.check_report,
         }

@@ -344,21 +344,75 @@ def render_files(role: str, data: dict[str, Any], renderer: str) -> dict[str, st
     }
 
 
-def perftest_bandwidth(output: str) -> float | None:
-    """The 'BW average' in Gb/s from ib_write_bw's report (run with --report_gbits), or None if it has none."""
+# Soft-RoCE in the lab (two TCG guests on one bridge) measured 0.2 Gb/s: a working pair stays well above this floor,
+# a pair whose RDMA path barely moves data (retransmitting, wrong GID) falls below it.
+SOFT_ROCE_FLOOR_GBITS = 0.01
+# On real RoCE/InfiniBand ports: a pair below a quarter of the port's rate is a broken path (PFC, MTU, a bad
+# cable or switch port), not a busy one; ib_write_bw on a healthy link reaches 80-95 % of it.
+LINK_FLOOR_FRACTION = 0.25
+# perftest's "MB" is 2^20 bytes (its format factor 0x100000).
+_PERFTEST_UNITS = {"Gb/sec": 1.0, "MB/sec": 8 * 0x100000 / 1e9}
+
+
+def _significant(value: float, digits: int = 6) -> float:
+    """Rounded to significant digits, not decimal places, so a slow but working link never reads 0.0."""
+    return float(f"{value:.{digits}g}")
+
+
+def perftest_result(output: str) -> dict[str, Any] | None:
+    """ib_write_bw's result row: message bytes, iterations done and the average bandwidth in Gb/s (from either
+    of its units, MB/sec by default or Gb/sec with --report_gbits); None when it printed no result."""
     lines = output.splitlines()
     for number, line in enumerate(lines):
-        if "BW average" in line:
-            header = re.split(r"\s{2,}|\t+", line.strip().lstrip("#").strip())
-            column = next(i for i, name in enumerate(header) if name.startswith("BW average"))
-            for row in lines[number + 1 :]:
-                fields = row.split()
-                if fields and not set(row.strip()) <= {"-"}:
-                    try:
-                        return float(fields[column])
-                    except (IndexError, ValueError):
-                        return None
+        if "BW average" not in line:
+            continue
+        header = re.split(r"\s{2,}|\t+", line.strip().lstrip("#").strip())
+        column = next(i for i, name in enumerate(header) if name.startswith("BW average"))
+        unit = re.search(r"\[(.+?)\]", header[column])
+        factor = _PERFTEST_UNITS.get(unit.group(1) if unit else "", 0.0)
+        for row in lines[number + 1 :]:
+            fields = row.split()
+            if fields and not set(row.strip()) <= {"-"}:
+                try:
+                    average = float(fields[column]) * factor
+                    return {"bytes": int(fields[0]), "iterations": int(fields[1]), "gbits": _significant(average)}
+                except (IndexError, ValueError):
+                    return None
     return None
+
+
+def perftest_bandwidth(output: str) -> float | None:
+    """The average bandwidth in Gb/s from ib_write_bw's report, or None if it has none."""
+    result = perftest_result(output)
+    return result["gbits"] if result else None
+
+
+def bandwidth_floor(rdma_devices: list[dict[str, Any]], device: str) -> float:
+    """The default minimum Gb/s for a pair whose client uses RDMA ``device``, from what the probe reports:
+    the soft-RoCE lab figure for rdma_rxe, a quarter of the port's rate for a real port, else 0 (a pair must
+    still move data)."""
+    facts = next((d for d in rdma_devices if d.get("device") == device), {})
+    if facts.get("soft_roce"):
+        return SOFT_ROCE_FLOOR_GBITS
+    rate = facts.get("rate_gbits")
+    return _significant(rate * LINK_FLOOR_FRACTION) if isinstance(rate, int | float) and rate > 0 else 0.0
+
+
+def min_gbits_setting(value: Any) -> float | None:
+    """network_check_min_gbits as the rules use it: None for 'auto' (each pair's floor from the probe), else a
+    number of Gb/s; anything else is refused naming the variable."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = -1.0
+    if isinstance(value, bool) or number < 0:
+        raise ValueError(
+            f"network_check_min_gbits must be 'auto' (a floor derived from each RDMA port) or a number of Gb/s "
+            f"of at least 0, got {value!r}"
+        )
+    return number
 
 
 def host_pairs(hosts: list[str]) -> list[dict[str, str]]:
@@ -371,13 +425,15 @@ def check_report(
     hosts: dict[str, dict[str, Any]],
     pings: dict[str, list[dict[str, Any]]],
     bandwidth: list[dict[str, Any]],
-    min_gbits: float = 0,
+    min_gbits: Any = "auto",
 ) -> dict[str, Any]:
     """The data-plane check's results and its problems, one sentence per broken path naming both hosts.
 
-    ``hosts``: name -> {ip, mtu, device}; ``pings``: name -> registered ping results (item = the peer);
-    ``bandwidth``: registered ib_write_bw client results (item = {client, server}).
+    ``hosts``: name -> {ip, mtu, device, floor_gbits}; ``pings``: name -> registered ping results (item = the
+    peer); ``bandwidth``: registered ib_write_bw client results (item = {client, server}); ``min_gbits``: 'auto'
+    (each client's ``floor_gbits``) or one figure for every pair. A pair that moved no data always fails.
     """
+    fixed_floor = min_gbits_setting(min_gbits)
     report: dict[str, Any] = {"pings": [], "bandwidth": [], "problems": []}
     for host in sorted(pings):
         for result in pings[host]:
@@ -396,26 +452,34 @@ def check_report(
                 )
     for result in bandwidth:
         pair = result["item"]
-        gbits = perftest_bandwidth(result.get("stdout", ""))
-        ok = result.get("rc") == 0 and gbits is not None and gbits >= min_gbits
+        client = hosts[pair["client"]]
+        floor = fixed_floor if fixed_floor is not None else float(client.get("floor_gbits") or 0)
+        measured = perftest_result(result.get("stdout", "")) if result.get("rc") == 0 else None
+        gbits = measured["gbits"] if measured else None
+        moved = bool(measured) and measured["iterations"] > 0 and measured["gbits"] > 0
+        ok = moved and gbits >= floor
         report["bandwidth"].append(
             {
                 "client": pair["client"],
                 "server": pair["server"],
-                "device": hosts[pair["client"]].get("device"),
+                "device": client.get("device"),
                 "gbits": gbits,
+                "floor_gbits": floor,
                 "ok": ok,
             }
         )
-        if not ok:
-            reason = (
-                f"{gbits} Gb/s is below network_check_min_gbits {min_gbits}"
-                if gbits is not None
-                else (result.get("stderr", "").strip().splitlines() or ["ib_write_bw reported no bandwidth"])[-1]
-            )
-            report["problems"].append(
-                f"RDMA {pair['client']} -> {pair['server']} ({hosts[pair['server']]['ip']}): {reason}"
-            )
+        if ok:
+            continue
+        if measured is None:
+            reason = (result.get("stderr", "").strip().splitlines() or ["ib_write_bw reported no bandwidth"])[-1]
+        elif not moved:
+            reason = "the pair moved no data (0 iterations or 0 Gb/s); check the RDMA device, its GID and the path"
+        else:
+            source = "network_check_min_gbits" if fixed_floor is not None else "the floor derived from the port"
+            reason = f"{gbits} Gb/s is below {source} ({floor} Gb/s)"
+        report["problems"].append(
+            f"RDMA {pair['client']} -> {pair['server']} ({hosts[pair['server']]['ip']}): {reason}"
+        )
     return report
 
 

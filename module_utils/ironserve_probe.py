@@ -399,6 +399,14 @@ def probe_disks(system: System) -> dict:
 # NICs ----------------------------------------------------------------------------------------------
 
 
+def _rate_gbits(rate: str | None) -> float | None:
+    """A port's rate from sysfs ("100 Gb/sec (4X EDR)") in Gb/s, or None when it reads otherwise."""
+    try:
+        return float((rate or "").split()[0]) if (rate or "").split()[1:2] == ["Gb/sec"] else None
+    except ValueError:
+        return None
+
+
 def _rdma_devices(system: System) -> list[dict]:
     devices = []
     for ib in system.listdir("/sys/class/infiniband"):
@@ -429,6 +437,7 @@ def _rdma_devices(system: System) -> list[dict]:
                     "netdev": netdev,
                     "state": state.split(":", 1)[-1].strip() or None,
                     "link_layer": system.read(pbase + "/link_layer"),
+                    "rate_gbits": _rate_gbits(system.read(pbase + "/rate")),
                     # soft-RoCE (rdma_rxe) devices name their Ethernet parent in a 'parent' file.
                     "soft_roce": ib.startswith("rxe") or system.exists(base + "/parent"),
                     "gids": gids,

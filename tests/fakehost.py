@@ -137,10 +137,19 @@ class FakeHost:
             self.write(pci + "/sriov_totalvfs", f"{vfs}\n")
         return pci
 
-    def rdma(self, device: str, netdev: str, state: str = "4: ACTIVE", soft: bool = False, gids: tuple = ()) -> None:
+    def rdma(
+        self,
+        device: str,
+        netdev: str,
+        state: str = "4: ACTIVE",
+        soft: bool = False,
+        gids: tuple = (),
+        rate: str = "400 Gb/sec (4X NDR)",
+    ) -> None:
         """An RDMA device on ``netdev``; ``gids`` are (index, gid, type) entries of its GID table."""
         base = f"/sys/class/infiniband/{device}"
         self.write(base + "/ports/1/state", state + "\n")
+        self.write(base + "/ports/1/rate", rate + "\n")
         self.write(base + "/ports/1/link_layer", "Ethernet\n")
         self.write(base + "/ports/1/gid_attrs/ndevs/0", netdev + "\n")
         self.write(base + "/ports/1/gids/15", "0000:0000:0000:0000:0000:0000:0000:0000\n")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 
+import pytest
+
 from ironserve import network
 
 GOOD = {
@@ -210,9 +212,60 @@ IB_WRITE_BW = """
 """
 
 
+# ib_write_bw 25.01 between two soft-RoCE lab machines under TCG, default MB/sec report (as the role runs it).
+IB_WRITE_BW_SOFT_ROCE = """
+ #bytes     #iterations    BW peak[MB/sec]    BW average[MB/sec]   MsgRate[Mpps]
+ 65536      12             0.00               0.31   		   0.000005
+---------------------------------------------------------------------------------------
+"""
+
+
 def test_the_average_bandwidth_is_read_from_ib_write_bw():
     assert network.perftest_bandwidth(IB_WRITE_BW) == 386.21
     assert network.perftest_bandwidth("Couldn't connect to 198.51.100.12:18515") is None
+
+
+def test_a_slow_working_pair_never_rounds_to_zero():
+    # 0.31 MiB/s is 0.0026 Gb/s: --report_gbits would have printed 0.00.
+    assert network.perftest_result(IB_WRITE_BW_SOFT_ROCE) == {"bytes": 65536, "iterations": 12, "gbits": 0.00260047}
+
+
+def test_the_default_floor_comes_from_the_probed_port():
+    devices = [
+        {"device": "mlx5_0", "soft_roce": False, "rate_gbits": 400.0},
+        {"device": "rxe0", "soft_roce": True, "rate_gbits": 10.0},
+        {"device": "mlx5_1", "soft_roce": False, "rate_gbits": None},
+    ]
+    assert network.bandwidth_floor(devices, "mlx5_0") == 100.0
+    assert network.bandwidth_floor(devices, "rxe0") == network.SOFT_ROCE_FLOOR_GBITS
+    assert network.bandwidth_floor(devices, "mlx5_1") == 0.0
+    assert network.bandwidth_floor(devices, "unknown0") == 0.0
+    assert network.min_gbits_setting("auto") is None
+    assert network.min_gbits_setting(2) == 2.0
+    for bad in ("fast", -1, True, None):
+        with pytest.raises(ValueError, match="network_check_min_gbits must be 'auto'"):
+            network.min_gbits_setting(bad)
+
+
+def test_a_pair_that_moved_no_data_fails_whatever_the_floor():
+    hosts = {
+        "a": {"ip": "198.51.100.11", "mtu": 9000, "device": "rxe0", "floor_gbits": 0.01},
+        "b": {"ip": "198.51.100.12"},
+    }
+    stalled = IB_WRITE_BW_SOFT_ROCE.replace(
+        "65536      12             0.00               0.31", "65536      0              0.00               0.00"
+    )
+    for floor in ("auto", 0):
+        report = network.check_report(
+            hosts, {}, [{"item": {"client": "a", "server": "b"}, "rc": 0, "stdout": stalled}], floor
+        )
+        assert report["bandwidth"][0]["ok"] is False
+        assert "moved no data" in report["problems"][0]
+    slow = [{"item": {"client": "a", "server": "b"}, "rc": 0, "stdout": IB_WRITE_BW_SOFT_ROCE}]
+    assert network.check_report(hosts, {}, slow)["problems"] == [
+        "RDMA a -> b (198.51.100.12): 0.00260047 Gb/s is below the floor derived from the port (0.01 Gb/s)"
+    ]
+    assert network.check_report(hosts, {}, slow, min_gbits=0.001)["problems"] == []
 
 
 def test_the_check_report_names_both_hosts_of_a_broken_path():
@@ -233,7 +286,7 @@ def test_the_check_report_names_both_hosts_of_a_broken_path():
         {"item": {"client": "a", "server": "b"}, "rc": 0, "stdout": IB_WRITE_BW},
         {"item": {"client": "a", "server": "c"}, "rc": 1, "stdout": "", "stderr": "Couldn't connect to 198.51.100.13"},
     ]
-    report = network.check_report(hosts, pings, bandwidth)
+    report = network.check_report(hosts, pings, bandwidth, min_gbits=0)
     assert report["pings"][0] == {
         "from": "a",
         "to": "b",
@@ -249,7 +302,7 @@ def test_the_check_report_names_both_hosts_of_a_broken_path():
         "RDMA a -> c (198.51.100.13): Couldn't connect to 198.51.100.13",
     ]
     assert network.check_report(hosts, {}, bandwidth[:1], min_gbits=400)["problems"] == [
-        "RDMA a -> b (198.51.100.12): 386.21 Gb/s is below network_check_min_gbits 400"
+        "RDMA a -> b (198.51.100.12): 386.21 Gb/s is below network_check_min_gbits (400.0 Gb/s)"
     ]
 
 

@@ -179,7 +179,7 @@ def test_nics_rdma_and_gpu_affinity(host):
     host.nic("ens9f0", "b8:3f:d2:00:00:02", ["0000:80:01.0", "0000:81:00.0"], "mlx5_core", numa=1, speed=100000)
     host.nic("eno1", "3c:ec:ef:00:00:03", ["0000:00:1c.0", "0000:02:00.0"], "igb", numa=0, speed=1000)
     host.rdma("mlx5_0", "ens1f0np0", gids=ROCE_GIDS)
-    host.rdma("rxe0", "eno1", state="1: DOWN", soft=True)
+    host.rdma("rxe0", "eno1", state="1: DOWN", soft=True, rate="unknown")
     host.mkdir("/sys/devices/virtual/net/lo")
     host.link("/sys/class/net/lo", "/sys/devices/virtual/net/lo")
     system = _system(host)
@@ -196,6 +196,7 @@ def test_nics_rdma_and_gpu_affinity(host):
             "netdev": "ens1f0np0",
             "state": "ACTIVE",
             "link_layer": "Ethernet",
+            "rate_gbits": 400.0,
             "soft_roce": False,
             "gids": [
                 {"index": index, "gid": gid, "type": kind, "netdev": "ens1f0np0"} for index, gid, kind in ROCE_GIDS
@@ -204,6 +205,7 @@ def test_nics_rdma_and_gpu_affinity(host):
     ]
     assert nics["eno1"]["rdma"][0]["soft_roce"] is True
     assert nics["eno1"]["rdma"][0]["state"] == "DOWN"
+    assert nics["eno1"]["rdma"][0]["rate_gbits"] is None
     relations = {a["nic"]: a["relation"] for a in facts["gpu_nic_affinity"]}
     assert relations == {"ens1f0np0": "same_pcie_switch", "ens9f0": "cross_numa", "eno1": "same_numa_node"}
 
