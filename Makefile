@@ -9,7 +9,10 @@ BIN := $(VENV)/bin
 APT_PACKAGES := qemu-system-x86 qemu-utils mmdebstrap apt-utils gnupg iproute2 openssh-client e2fsprogs \
 	debian-archive-keyring ca-certificates python3-venv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-SCENARIOS ?= smoke probe network gpu-stack storage inference
+# Longest first: the bench runner starts them in this order, two at a time where cores and memory allow.
+SCENARIOS ?= network storage gpu-stack inference probe smoke
+BENCH_JOBS ?= 2
+BENCH_STRATEGY ?= mitogen
 # Outside the main suite: the NVIDIA DKMS build under TCG (see docs/bench.md for its time).
 SLOW_SCENARIOS := gpu-dkms
 
@@ -50,12 +53,7 @@ unit: setup
 	$(BIN)/pytest tests
 
 molecule: setup
-	@for scenario in $(SCENARIOS); do \
-	  start=$$(date +%s); \
-	  PATH=$(CURDIR)/$(BIN):$$PATH NO_COLOR=1 COLUMNS=160 $(BIN)/molecule test -s $$scenario; \
-	  echo "molecule scenario $$scenario: $$(( $$(date +%s) - start )) s"; \
-	  $(BIN)/ironserve lab leftovers mol-$$scenario; \
-	done
+	$(BIN)/python tests/bench/run_scenarios.py --jobs $(BENCH_JOBS) --strategy $(BENCH_STRATEGY) $(SCENARIOS)
 
 test: lint unit molecule
 

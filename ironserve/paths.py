@@ -6,8 +6,11 @@ everything a lab creates lives under its own folder and goes away with it.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -43,3 +46,21 @@ def tool(name: str) -> str:
     """An Ansible command from the Python environment ironserve runs in, so a venv works without activation."""
     beside = Path(sys.executable).parent / name
     return str(beside) if beside.exists() else name
+
+
+def layers_dir() -> Path:
+    return home() / "layers"
+
+
+@contextlib.contextmanager
+def cache_lock(name: str) -> Iterator[None]:
+    """Hold the state folder's lock ``name`` (an flock, released when the holder exits, even killed), so that two
+    labs booting side by side build a shared cache entry (the base image, the bundle, a layer) once."""
+    folder = home() / "locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / f"{name}.lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -346,4 +346,5 @@ def build_for_roles(roles_dir: Path | None = None, extra: list[str] | None = Non
     package_sets = list(declared_packages(roles_dir).values()) + ([list(extra)] if extra else [])
     if not any(package_sets):
         raise BundleError("no role declares any *_packages in vars/Debian.yml and no extra package was named")
-    return build(package_sets, binaries=declared_binaries(roles_dir), **kwargs)
+    with paths.cache_lock("bundle"):
+        return build(package_sets, binaries=declared_binaries(roles_dir), **kwargs)

@@ -186,6 +186,11 @@ def _customise(root: Path) -> None:
 
 def build(force: bool = False, log=print) -> BaseImage:
     """Return the cached base image, building it first if this machine has none for the current recipe."""
+    with paths.cache_lock("base-image"):
+        return _build(force, log)
+
+
+def _build(force: bool, log) -> BaseImage:
     key = image_key()
     image = BaseImage(paths.images_dir() / f"debian-{SUITE}-{key}")
     if image.manifest.exists() and not force:

@@ -84,7 +84,9 @@ def same_spec(state: dict, spec: LabSpec) -> bool:
 
 def ensure_ssh_key() -> Path:
     key = paths.ssh_key_path()
-    if not key.exists():
+    with paths.cache_lock("ssh-key"):
+        if key.exists():
+            return key
         key.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run(
             ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "ironserve-lab", "-f", str(key)],

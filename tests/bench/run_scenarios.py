@@ -1,0 +1,219 @@
+"""Run the Molecule scenarios of the bench, side by side where the machine has room, each with its own log.
+
+    python tests/bench/run_scenarios.py [--jobs N] [--strategy mitogen|linear] SCENARIO...
+
+Scenarios start in the order given (longest first is best), at most ``--jobs`` at a time, and a scenario starts
+beside the running ones only while the vCPUs of all their machines stay within ``CPU_OVERCOMMIT`` times this
+machine's cores and their memory within what it has free. Each writes ``artifacts/bench/<scenario>.log``; a
+failed one has its log's end printed. After each, ``ironserve lab leftovers`` must find nothing of its lab. The
+run ends with a table of per-scenario times and exits 1 if any scenario failed or left something behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+MOLECULE = REPO / "molecule"
+LOGS = REPO / "artifacts" / "bench"
+# TCG guests spend much of a converge waiting (on apt, on a reboot, on the controller's Ansible), so two
+# scenarios side by side share the cores well; beyond twice the cores they only slow each other down.
+CPU_OVERCOMMIT = 2
+# What the controller itself needs beside the guests: Ansible, Molecule, testinfra, the bundle servers.
+CONTROLLER_RESERVE_MB = 3072
+PROGRESS_SECONDS = 60
+FAILED_LOG_TAIL_LINES = 150
+
+
+@dataclass(frozen=True)
+class Needs:
+    cpus: int
+    memory_mb: int
+
+
+@dataclass
+class Running:
+    name: str
+    needs: Needs
+    process: subprocess.Popen
+    started: float
+    log: Path
+
+
+@dataclass
+class Outcome:
+    name: str
+    seconds: float
+    passed: bool
+    leftovers: list[str] = field(default_factory=list)
+
+
+def scenario_needs(name: str, molecule_dir: Path = MOLECULE) -> Needs:
+    """The vCPUs and memory of a scenario's machines, as its molecule.yml declares them (the bench's defaults
+    otherwise: 2 vCPUs, 1024 MiB)."""
+    platforms = yaml.safe_load((molecule_dir / name / "molecule.yml").read_text()).get("platforms") or []
+    return Needs(
+        cpus=sum(int(p.get("cpus", 2)) for p in platforms),
+        memory_mb=sum(int(p.get("memory_mb", 1024)) for p in platforms),
+    )
+
+
+def fits(candidate: Needs, running: list[Needs], cores: int, free_mb: int, jobs: int) -> bool:
+    """Whether ``candidate`` may start beside ``running``. Alone, a scenario always starts (it must run somehow)."""
+    if not running:
+        return True
+    if len(running) >= jobs:
+        return False
+    cpus = candidate.cpus + sum(n.cpus for n in running)
+    memory = candidate.memory_mb + sum(n.memory_mb for n in running)
+    return cpus <= CPU_OVERCOMMIT * cores and memory <= free_mb - CONTROLLER_RESERVE_MB
+
+
+def next_to_start(
+    waiting: list[str], needs: dict[str, Needs], running: list[Needs], cores: int, free_mb: int, jobs: int
+):
+    """The first waiting scenario, in the given order, that fits now; None if none does."""
+    return next((name for name in waiting if fits(needs[name], running, cores, free_mb, jobs)), None)
+
+
+def free_memory_mb() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) // 1024
+    return 0
+
+
+def strategy_env(strategy: str) -> dict[str, str]:
+    """Ansible settings for the bench's connection strategy (docs/bench.md has the measurement behind mitogen)."""
+    if strategy == "linear":
+        return {}
+    import ansible_mitogen
+
+    plugins = Path(ansible_mitogen.__file__).parent / "plugins" / "strategy"
+    # Mitogen opens its own SSH connections and reads host key checking from Ansible's setting, not from
+    # ansible_ssh_common_args; lab machines make new host keys at every boot.
+    return {
+        "ANSIBLE_STRATEGY_PLUGINS": str(plugins),
+        "ANSIBLE_STRATEGY": "mitogen_linear",
+        "ANSIBLE_HOST_KEY_CHECKING": "False",
+    }
+
+
+def _start(name: str, needs: Needs, env: dict[str, str]) -> Running:
+    LOGS.mkdir(parents=True, exist_ok=True)
+    log = LOGS / f"{name}.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "molecule"), "test", "-s", name],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    print(f"bench: {name} started ({needs.cpus} vCPUs, {needs.memory_mb} MiB), log {log.relative_to(REPO)}", flush=True)
+    return Running(name, needs, process, time.monotonic(), log)
+
+
+def _leftovers(name: str) -> list[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "ironserve.cli", "lab", "leftovers", f"mol-{name}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return [line for line in result.stdout.splitlines() if line.startswith("left behind:")]
+
+
+def _finish(job: Running) -> Outcome:
+    seconds = time.monotonic() - job.started
+    outcome = Outcome(job.name, seconds, job.process.returncode == 0, _leftovers(job.name))
+    verdict = "passed" if outcome.passed else f"FAILED (exit {job.process.returncode})"
+    print(f"bench: {job.name} {verdict} in {seconds:.0f} s", flush=True)
+    if not outcome.passed:
+        tail = job.log.read_text(errors="replace").splitlines()[-FAILED_LOG_TAIL_LINES:]
+        print(f"--- last {len(tail)} lines of {job.log.relative_to(REPO)} ---", *tail, "--- end ---", sep="\n")
+    for item in outcome.leftovers:
+        print(f"bench: {job.name} {item}", flush=True)
+    return outcome
+
+
+def table(outcomes: list[Outcome], wall: float) -> str:
+    rows = ["| scenario | result | seconds |", "|---|---|---|"]
+    for o in outcomes:
+        result = "passed" if o.passed else "FAILED"
+        if o.leftovers:
+            result += f", {len(o.leftovers)} left behind"
+        rows.append(f"| {o.name} | {result} | {o.seconds:.0f} |")
+    total = sum(o.seconds for o in outcomes)
+    rows.append(
+        f"| all, side by side | {sum(o.passed and not o.leftovers for o in outcomes)} of {len(outcomes)} | "
+        f"{wall:.0f} (scenarios together {total:.0f}) |"
+    )
+    return "\n".join(rows)
+
+
+def run(scenarios: list[str], jobs: int, strategy: str) -> int:
+    needs = {name: scenario_needs(name) for name in scenarios}
+    cores = os.cpu_count() or 1
+    env = {
+        **os.environ,
+        **strategy_env(strategy),
+        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+        "NO_COLOR": "1",
+        "COLUMNS": "160",
+    }
+    print(
+        f"bench: {len(scenarios)} scenarios, up to {jobs} at a time on {cores} cores, strategy {strategy}", flush=True
+    )
+    waiting, running, outcomes = list(scenarios), [], []
+    started = last_progress = time.monotonic()
+    while waiting or running:
+        for job in [j for j in running if j.process.poll() is not None]:
+            running.remove(job)
+            outcomes.append(_finish(job))
+        while waiting:
+            name = next_to_start(waiting, needs, [j.needs for j in running], cores, free_memory_mb(), jobs)
+            if name is None:
+                break
+            waiting.remove(name)
+            running.append(_start(name, needs[name], env))
+        if running and time.monotonic() - last_progress >= PROGRESS_SECONDS:
+            last_progress = time.monotonic()
+            now = ", ".join(f"{j.name} {last_progress - j.started:.0f} s" for j in running)
+            print(f"bench: {last_progress - started:.0f} s; running {now}; waiting {len(waiting)}", flush=True)
+        time.sleep(2)
+    print(table(outcomes, time.monotonic() - started), flush=True)
+    return 0 if all(o.passed and not o.leftovers for o in outcomes) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("scenarios", nargs="+", help="Molecule scenario names, longest first")
+    parser.add_argument("--jobs", type=int, default=2, help="scenarios at a time at most (default: 2)")
+    parser.add_argument(
+        "--strategy",
+        choices=("mitogen", "linear"),
+        default="mitogen",
+        help="Ansible strategy for every converge (default: mitogen, see docs/bench.md)",
+    )
+    args = parser.parse_args(argv)
+    unknown = [s for s in args.scenarios if not (MOLECULE / s / "molecule.yml").exists()]
+    if unknown:
+        parser.error(f"no such scenario under molecule/: {', '.join(unknown)}")
+    if args.jobs < 1:
+        parser.error("--jobs must be at least 1")
+    return run(args.scenarios, args.jobs, args.strategy)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
