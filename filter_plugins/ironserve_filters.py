@@ -13,8 +13,8 @@ class FilterModule:
     Storage: ironserve_md_detail, ironserve_plan_array, ironserve_pvs.
     ironserve_address_of_mac. Preflight and reports: ironserve_preflight_problems, ironserve_hw_markdown. Networks:
     ironserve_network_problems, ironserve_network_declaration, ironserve_data_address, ironserve_networkd,
-    ironserve_netplan, ironserve_network_files, ironserve_roce_v2_gid, ironserve_host_pairs, ironserve_bandwidth_floor, ironserve_min_gbits,
-    ironserve_check_report.
+    ironserve_netplan, ironserve_network_files, ironserve_roce_v2_gid, ironserve_host_pairs,
+    ironserve_bandwidth_floor, ironserve_min_gbits, ironserve_check_report.
     """
 
     def filters(self):

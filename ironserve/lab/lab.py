@@ -182,8 +182,30 @@ def write_inventory(
     return path
 
 
-def up(spec: LabSpec, bundle: Bundle | None, timeout: float = DEFAULT_BOOT_TIMEOUT, log=print) -> dict:
-    """Boot the lab (or return its state if it is already fully running)."""
+def _backings(spec: LabSpec, image: base_image.BaseImage, bundle: Bundle | None, log) -> dict[str, Path]:
+    """Each machine's backing disk: its declared layer's (built first if the cache lacks it), else the image's."""
+    from ironserve.lab import layers
+
+    backings: dict[str, Path] = {}
+    for machine in spec.machines:
+        if machine.layer is None:
+            backings[machine.name] = image.disk
+            continue
+        layer = layers.ensure(machine.layer, bundle, image.disk, image.folder.name, log=log)
+        log(f"lab {spec.name}: {machine.name} boots from layer {machine.layer} ({layer.folder.name})")
+        backings[machine.name] = layer.disk
+    return backings
+
+
+def up(
+    spec: LabSpec,
+    bundle: Bundle | None,
+    timeout: float = DEFAULT_BOOT_TIMEOUT,
+    log=print,
+    backing: Path | None = None,
+) -> dict:
+    """Boot the lab (or return its state if it is already fully running). ``backing``: one disk every machine
+    boots from instead of its declared layer or the base image (how a layer is built on its parent)."""
     existing = load_state(spec.name)
     if existing is not None:
         alive = running(existing)
@@ -199,6 +221,7 @@ def up(spec: LabSpec, bundle: Bundle | None, timeout: float = DEFAULT_BOOT_TIMEO
             )
     key = ensure_ssh_key()
     image = base_image.build(log=log)
+    backings = {m.name: backing for m in spec.machines} if backing is not None else _backings(spec, image, bundle, log)
     folder = lab_folder(spec.name)
     folder.mkdir(parents=True, exist_ok=True)
     bridge, taps = segment.interface_names(spec.name, [m.name for m in spec.machines])
@@ -237,6 +260,7 @@ def up(spec: LabSpec, bundle: Bundle | None, timeout: float = DEFAULT_BOOT_TIMEO
                 data_mtu=spec.data_mtu,
                 public_key=public_key,
                 bundle_forwarder=forwarder,
+                backing=backings[m.name],
             )
             for m in spec.machines
         ]

@@ -44,6 +44,8 @@ class Machine:
     ssh_port: int | None = None
     mgmt_mac: str = ""
     data_mac: str = ""
+    # The machine layer it boots from (molecule/shared/layers.yml); None: the bare base image.
+    layer: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -96,6 +98,9 @@ def machine_from_dict(lab: str, data: dict[str, Any]) -> Machine:
     if not isinstance(name, str) or not _NAME.match(name):
         raise SpecError(f"machine name must be lowercase letters, digits and '-', starting with a letter: {name!r}")
     where = f"machine {name}"
+    layer = data.get("layer")
+    if layer is not None and (not isinstance(layer, str) or not _NAME.match(layer)):
+        raise SpecError(f"{where}: layer must be the name of a declared layer, got {layer!r}")
     port = data.get("ssh_port")
     if port is not None:
         port = _require_int(f"{where}: ssh_port", port, 1024, 65535)
@@ -108,6 +113,7 @@ def machine_from_dict(lab: str, data: dict[str, Any]) -> Machine:
         ssh_port=port,
         mgmt_mac=str(data.get("mgmt_mac") or derived_mac(lab, name, "mgmt")).lower(),
         data_mac=str(data.get("data_mac") or derived_mac(lab, name, "data")).lower(),
+        layer=layer,
     )
 
 

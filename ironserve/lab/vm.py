@@ -51,6 +51,8 @@ class MachinePlan:
     data_mtu: int
     public_key: str
     bundle_forwarder: Path | None
+    # The disk this machine's copy-on-write overlay sits on: the base image's, or a machine layer's.
+    backing: Path | None = None
 
     @property
     def overlay(self) -> Path:
@@ -169,10 +171,10 @@ def _qemu_img_create(path: Path, size: str | None, backing: Path | None = None) 
 
 
 def prepare_disks(plan: MachinePlan, image: BaseImage) -> None:
-    """A copy-on-write overlay over the base image, and blank drives of the declared sizes."""
+    """A copy-on-write overlay over the base image (or the machine's layer), and blank drives of the declared sizes."""
     plan.folder.mkdir(parents=True, exist_ok=True)
     if not plan.overlay.exists():
-        _qemu_img_create(plan.overlay, None, backing=image.disk)
+        _qemu_img_create(plan.overlay, None, backing=plan.backing or image.disk)
     for kind, disks in (("nvme", plan.machine.nvme), ("hdd", plan.machine.hdd)):
         for index, disk in enumerate(disks):
             path = plan.disk_path(kind, index)
