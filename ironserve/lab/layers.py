@@ -41,7 +41,9 @@ POWEROFF_TIMEOUT = 180.0
 IDENTITY_RESET = (
     "set -e; rm -f /etc/ssh/ssh_host_* /root/.ssh/authorized_keys /var/lib/dbus/machine-id; "
     ": > /etc/machine-id; sed -i '/^127.0.1.1 /d' /etc/hosts; apt-get clean; "
-    "journalctl --rotate >/dev/null 2>&1 || true; journalctl --vacuum-time=1s >/dev/null 2>&1 || true; sync"
+    "journalctl --rotate >/dev/null 2>&1 || true; journalctl --vacuum-time=1s >/dev/null 2>&1 || true; sync; "
+    # In the same session: root's key is gone, so no later login would get in to power it off.
+    "nohup sh -c 'sleep 1; systemctl poweroff' >/dev/null 2>&1 &"
 )
 
 
@@ -310,7 +312,6 @@ def _build(layer: Layer, key: str, image: LayerImage, parent_disk: Path, bundle:
         if reset.returncode != 0:
             raise LayerError(f"layer {layer.name}: resetting the machine's identity failed: {reset.stderr[-1000:]}")
         machine = state["machines"][0]
-        _ssh(state, "systemctl poweroff", timeout=30)
         deadline = time.monotonic() + POWEROFF_TIMEOUT
         while vm.is_our_qemu(machine["pid"], Path(machine["folder"])):
             if time.monotonic() > deadline:
