@@ -92,6 +92,19 @@ def cmd_lab_leftovers(args: argparse.Namespace) -> int:
     return EXIT_ENVIRONMENT if found else EXIT_OK
 
 
+def cmd_lab_prune(args: argparse.Namespace) -> int:
+    from ironserve.lab import layers
+
+    if args.max_gb <= 0:
+        print("ironserve: --max-gb must be more than 0", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    removed = layers.prune_images() + layers.prune(layers.current_keys(), int(args.max_gb * 2**30))
+    print(
+        f"pruned {len(removed)} cache entr{'y' if len(removed) == 1 else 'ies'} (layers kept under {args.max_gb} GiB)"
+    )
+    return EXIT_OK
+
+
 def cmd_lab_ssh(args: argparse.Namespace) -> int:
     from ironserve.lab import lab, vm
 
@@ -308,6 +321,14 @@ def build_parser() -> argparse.ArgumentParser:
     leftovers = lab.add_parser("leftovers", help="list what labs (or one lab) left behind (exit 3 if anything)")
     leftovers.add_argument("name", nargs="?", help="only this lab (default: every lab)")
     leftovers.set_defaults(func=cmd_lab_leftovers)
+    prune = lab.add_parser("prune", help="remove stale base images and machine layers, and keep layers under a cap")
+    prune.add_argument(
+        "--max-gb",
+        type=float,
+        default=float(os.environ.get("IRONSERVE_LAYER_CACHE_GB", "20")),
+        help="most GiB of layers to keep, least recently used go first (default: $IRONSERVE_LAYER_CACHE_GB or 20)",
+    )
+    prune.set_defaults(func=cmd_lab_prune)
     ssh = lab.add_parser("ssh", help="open a root shell (or run a command) on a lab machine")
     ssh.add_argument("name")
     ssh.add_argument("machine")

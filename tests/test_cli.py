@@ -42,3 +42,25 @@ def test_leftovers_of_one_lab(tmp_path, monkeypatch, capsys):
     assert cli.main(["lab", "leftovers", "mine"]) == cli.EXIT_OK
     assert cli.main(["lab", "leftovers"]) == cli.EXIT_ENVIRONMENT
     assert f"lab folder {tmp_path}/labs/other" in capsys.readouterr().out
+
+
+def test_prune_removes_stale_images_and_layers_and_keeps_current_ones(tmp_path, monkeypatch, capsys):
+    from ironserve.lab import image, layers
+
+    monkeypatch.setenv("IRONSERVE_HOME", str(tmp_path))
+    current_image = tmp_path / "images" / f"debian-{image.SUITE}-{image.image_key()}"
+    (current_image).mkdir(parents=True)
+    (current_image / "rootfs.qcow2").write_bytes(b"root")
+    (tmp_path / "images" / f"debian-{image.SUITE}-0000000000000000").mkdir()
+    current = layers.image_for("base", layers.current_keys()["base"])
+    stale = layers.image_for("base", "0123456789abcdef")
+    for layer in (current, stale):
+        layer.folder.mkdir(parents=True)
+        layer.disk.write_bytes(b"layer")
+        layer.manifest.write_text(f'{{"backing": "{current_image / "rootfs.qcow2"}"}}')
+    assert cli.main(["lab", "prune"]) == cli.EXIT_OK
+    assert "pruned 2 cache entries" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "images").iterdir()) == [current_image.name]
+    assert sorted(p.name for p in (tmp_path / "layers").iterdir()) == [current.folder.name]
+    assert cli.main(["lab", "prune", "--max-gb", "0"]) == cli.EXIT_BAD_INPUT
+    assert "--max-gb must be more than 0" in capsys.readouterr().err

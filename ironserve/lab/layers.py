@@ -35,7 +35,6 @@ LAB_GROUP_VARS = paths.REPO_ROOT / "inventories" / "lab" / "group_vars" / "all.y
 # Shared by every role: a change in any of them can change what any stage does.
 SHARED_CODE = ("library", "module_utils", "filter_plugins")
 LAYER_FORMAT_VERSION = 1  # bump when build() changes what a layer contains
-DEFAULT_CACHE_CAP_GB = 20
 POWEROFF_TIMEOUT = 180.0
 # What makes one booted machine itself: removed before the disk becomes a layer, made again at each boot.
 IDENTITY_RESET = (
@@ -341,6 +340,30 @@ def _build(layer: Layer, key: str, image: LayerImage, parent_disk: Path, bundle:
         lab.down(spec.name, log=lambda _message: None)
     log(f"layer {layer.name} ({key}): built in {manifest['build_seconds']} s")
     return image
+
+
+def current_keys() -> dict[str, str]:
+    """The key each declared layer has now, from the current base image recipe and the bundle as it stands."""
+    from ironserve.bundle.build import Bundle
+    from ironserve.lab import image as base_image
+
+    bundle = Bundle(paths.bundle_dir())
+    identity = bundle_identity(bundle) if bundle.manifest.exists() and bundle.public_key.exists() else "no-bundle"
+    base_key = f"debian-{base_image.SUITE}-{base_image.image_key()}"
+    return keys(declared(), base_key, identity)
+
+
+def prune_images(log=print) -> list[Path]:
+    """Remove base images of other recipes than the current one (and half-built ones)."""
+    from ironserve.lab import image as base_image
+
+    folder = paths.images_dir()
+    current = f"debian-{base_image.SUITE}-{base_image.image_key()}"
+    removed = [p for p in sorted(folder.iterdir()) if p.name != current] if folder.exists() else []
+    for entry in removed:
+        shutil.rmtree(entry, ignore_errors=True)
+        log(f"pruned {entry}")
+    return removed
 
 
 def prune(current: dict[str, str], cap_bytes: int, log=print) -> list[Path]:
