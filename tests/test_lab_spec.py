@@ -69,6 +69,12 @@ def test_platforms_form_ignores_molecule_keys():
         ({"machines": [{"name": "a", "ssh_port": 22}]}, "ssh_port must be a whole number from 1024"),
         ({"data_mtu": 10000}, "data_mtu must be a whole number from 1280 to 9216"),
         ({"machines": [{"name": "a", "hdd": {"serial": "x"}}]}, "hdd must be a list"),
+        ({"machines": [{"name": "a", "kind": "docker"}]}, "machine a: kind must be one of qemu, light, got 'docker'"),
+        (
+            {"machines": [{"name": "a", "kind": "light", "nvme": [{"serial": "S1", "size_gb": 1}]}]},
+            "machine a: a light machine has no disks of its own",
+        ),
+        ({"machines": [{"name": "a", "layer": "Base Layer"}]}, "machine a: layer must be the name of a declared layer"),
     ],
 )
 def test_bad_declarations_name_the_field(change, message):

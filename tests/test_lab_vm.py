@@ -8,7 +8,7 @@ import pytest
 
 from ironserve.lab import vm
 from ironserve.lab.image import BaseImage
-from ironserve.lab.segment import interface_names, is_lab_interface
+from ironserve.lab.segment import interface_names, is_lab_interface, mgmt_peer_name
 from ironserve.lab.spec import lab_from_dict
 
 LAB = lab_from_dict(
@@ -110,7 +110,9 @@ def test_is_our_qemu_refuses_foreign_pids(tmp_path):
 
 def test_lab_interfaces_are_recognised_for_cleanup():
     bridge, taps = interface_names("demo", ["a", "b"])
-    assert all(is_lab_interface(name) for name in [bridge, *taps.values()])
+    light_veths = [mgmt_peer_name(taps["a"]), mgmt_peer_name(taps["a"]) + "i", taps["b"] + "i"]
+    assert all(len(name) <= 15 for name in light_veths)
+    assert all(is_lab_interface(name) for name in [bridge, *taps.values(), *light_veths])
     assert not any(is_lab_interface(name) for name in ["eth0", "isv-other", "docker0", "isv123456br0"])
 
 
@@ -120,3 +122,51 @@ def test_same_lab_name_in_two_state_folders_gets_two_bridges(tmp_path, monkeypat
     monkeypatch.setenv("IRONSERVE_HOME", str(tmp_path / "two"))
     second, _ = interface_names("mol-smoke", ["a"])
     assert first != second
+
+
+def _light_plan(folder, bundle_port=8080):
+    from ironserve.lab import light
+    from ironserve.lab.spec import Machine
+
+    return light.LightPlan(
+        machine=Machine(name="front-a", kind="light", mgmt_mac="52:54:00:00:00:01", data_mac="52:54:00:00:00:02"),
+        folder=folder,
+        ssh_port=2222,
+        data_peer="isv000000t0",
+        mgmt_peer="isv000000m0",
+        data_mtu=9000,
+        public_key="ssh-ed25519 AAAA test\n",
+        backing_raw=folder.parent / "rootfs.raw",
+        bundle_port=bundle_port,
+    )
+
+
+def test_a_light_machine_boots_under_nspawn_without_registering_and_without_a_network_of_the_host(tmp_path):
+    from ironserve.lab import light
+
+    plan = _light_plan(tmp_path / "front-a")
+    argv = light.nspawn_argv(plan)
+    assert argv[:2] == ["systemd-nspawn", "--boot"]
+    # No system bus on these hosts: nothing to register with, and the process keeps its own scope.
+    assert {"--register=no", "--keep-unit", "--private-network", f"--directory={plan.root}"} <= set(argv)
+    assert light.is_ours(None, plan.folder) is False
+
+
+def test_a_light_machine_gets_its_identity_written_before_boot(tmp_path):
+    from ironserve.lab import light
+
+    plan = _light_plan(tmp_path / "m", bundle_port=None)
+    root = plan.root
+    for folder in ("etc/systemd/system", "etc/ssh"):
+        (root / folder).mkdir(parents=True)
+    (root / "etc/hosts").write_text("127.0.0.1 localhost\n")
+    light.write_identity(plan)
+    assert (root / "etc/hostname").read_text() == "front-a\n"
+    assert "127.0.1.1 front-a" in (root / "etc/hosts").read_text()
+    assert (root / "root/.ssh/authorized_keys").stat().st_mode & 0o777 == 0o600
+    assert (root / "etc/ssh/ssh_host_ed25519_key").exists()
+    assert str((root / "etc/systemd/system/ironserve-lab-seed.service").readlink()) == "/dev/null"
+    mgmt = (root / "etc/systemd/network/50-lab-mgmt.network").read_text()
+    assert "MACAddress=52:54:00:00:00:01" in mgmt
+    assert "Address=10.0.2.15/24" in mgmt
+    assert "MTUBytes=9000" in (root / "etc/systemd/network/90-lab-data.network").read_text()

@@ -24,7 +24,7 @@ import yaml
 from ironserve import paths
 from ironserve.bundle.build import Bundle
 from ironserve.lab import image as base_image
-from ironserve.lab import segment, vm
+from ironserve.lab import light, segment, vm
 from ironserve.lab.spec import BUNDLE_GUEST_ADDRESS, LabSpec
 
 DEFAULT_BOOT_TIMEOUT = 420.0
@@ -117,8 +117,13 @@ def load_state(name: str) -> dict | None:
         return None
 
 
+def _alive(entry: dict) -> bool:
+    check = light.is_ours if entry.get("kind") == "light" else vm.is_our_qemu
+    return check(entry["pid"], Path(entry["folder"]))
+
+
 def running(state: dict) -> dict[str, bool]:
-    return {m["name"]: vm.is_our_qemu(m["pid"], Path(m["folder"])) for m in state["machines"]}
+    return {m["name"]: _alive(m) for m in state["machines"]}
 
 
 def _start_bundle_server(folder: Path, bundle: Bundle) -> tuple[int, int]:
@@ -197,6 +202,33 @@ def _backings(spec: LabSpec, image: base_image.BaseImage, bundle: Bundle | None,
     return backings
 
 
+def _plan(machine, folder: Path, tap: str, spec: LabSpec, public_key: str, forwarder, backing: Path, state: dict):
+    """How one machine starts: a QEMU machine, or a light one (its disk as raw, its NICs as veth pairs)."""
+    ssh_port = machine.ssh_port or free_port()
+    if machine.kind == "light":
+        return light.LightPlan(
+            machine=machine,
+            folder=folder,
+            ssh_port=ssh_port,
+            data_peer=tap,
+            mgmt_peer=segment.mgmt_peer_name(tap),
+            data_mtu=spec.data_mtu,
+            public_key=public_key,
+            backing_raw=light.raw_disk(backing),
+            bundle_port=state["bundle_server_port"],
+        )
+    return vm.MachinePlan(
+        machine=machine,
+        folder=folder,
+        ssh_port=ssh_port,
+        tap=tap,
+        data_mtu=spec.data_mtu,
+        public_key=public_key,
+        bundle_forwarder=forwarder,
+        backing=backing,
+    )
+
+
 def up(
     spec: LabSpec,
     bundle: Bundle | None,
@@ -240,7 +272,8 @@ def up(
     # Written before anything is started, so that a failure half-way can still be torn down.
     state_file(spec.name).write_text(json.dumps(state, indent=2))
     try:
-        segment.create(bridge, list(taps.values()), spec.data_mtu)
+        # QEMU machines' taps; a light machine's data veth takes its tap's name and joins the bridge at start.
+        segment.create(bridge, [taps[m.name] for m in spec.machines if m.kind == "qemu"], spec.data_mtu)
         forwarder = None
         if bundle is not None:
             pid, port = _start_bundle_server(folder, bundle)
@@ -252,44 +285,53 @@ def up(
         state["accelerator"] = accel
         public_key = key.with_suffix(".pub").read_text()
         plans = [
-            vm.MachinePlan(
-                machine=m,
-                folder=folder / m.name,
-                ssh_port=m.ssh_port or free_port(),
-                tap=taps[m.name],
-                data_mtu=spec.data_mtu,
-                public_key=public_key,
-                bundle_forwarder=forwarder,
-                backing=backings[m.name],
-            )
+            _plan(m, folder / m.name, taps[m.name], spec, public_key, forwarder, backings[m.name], state)
             for m in spec.machines
         ]
         started = {}
         for plan in plans:
-            started[plan.machine.name] = vm.start(plan, image, accel)
-            state["machines"].append(
-                {
-                    "name": plan.machine.name,
-                    "pid": started[plan.machine.name],
-                    "ssh_port": plan.ssh_port,
-                    "folder": str(plan.folder),
-                    "mgmt_mac": plan.machine.mgmt_mac,
-                    "data_mac": plan.machine.data_mac,
-                    "boot_seconds": None,
-                }
-            )
+            entry = {
+                "name": plan.machine.name,
+                "kind": plan.machine.kind,
+                "pid": None,
+                "ssh_port": plan.ssh_port,
+                "folder": str(plan.folder),
+                "mgmt_mac": plan.machine.mgmt_mac,
+                "data_mac": plan.machine.data_mac,
+                "boot_seconds": None,
+            }
+            state["machines"].append(entry)
+            if isinstance(plan, light.LightPlan):
+                entry.update(data_peer=plan.data_peer, mgmt_peer=plan.mgmt_peer)
+                state_file(spec.name).write_text(json.dumps(state, indent=2))
+                entry.update(light.start(plan, bridge))
+            else:
+                entry["pid"] = vm.start(plan, image, accel)
+            started[plan.machine.name] = entry["pid"]
             state_file(spec.name).write_text(json.dumps(state, indent=2))
-        log(f"lab {spec.name}: {len(plans)} machine(s) started ({' '.join(accel[:2])}), waiting for SSH")
+        kinds = sorted({p.machine.kind for p in plans})
+        log(
+            f"lab {spec.name}: {len(plans)} machine(s) started ({', '.join(kinds)}; {' '.join(accel[:2])}), "
+            "waiting for SSH"
+        )
         with ThreadPoolExecutor(max_workers=len(plans)) as pool:
             waits = {
-                p.machine.name: pool.submit(vm.wait_for_ssh, p, key, started[p.machine.name], timeout) for p in plans
+                p.machine.name: pool.submit(
+                    vm.wait_for_ssh,
+                    p,
+                    key,
+                    started[p.machine.name],
+                    timeout,
+                    light.is_ours if isinstance(p, light.LightPlan) else vm.is_our_qemu,
+                )
+                for p in plans
             }
             for entry in state["machines"]:
                 entry["boot_seconds"] = round(waits[entry["name"]].result(), 1)
     except BaseException:
         state_file(spec.name).write_text(json.dumps(state, indent=2))
         raise
-    machines = [MachineState(**m) for m in state["machines"]]
+    machines = [MachineState(**{f: m[f] for f in MachineState.__dataclass_fields__}) for m in state["machines"]]
     state["inventory"] = str(write_inventory(folder, spec, machines, key, bundle))
     state["ssh_key"] = str(key)
     state_file(spec.name).write_text(json.dumps(state, indent=2))
@@ -320,19 +362,32 @@ def _stop_process(pid: int | None, marker: str) -> None:
     os.kill(pid, signal.SIGKILL)
 
 
+def _remove_folder(folder: Path) -> None:
+    """Remove a lab's folder, unmounting first whatever a light machine left mounted in it: deleting through a
+    mounted overlay would write whiteouts instead of removing anything."""
+    for mount in reversed(light.lab_mounts(folder)):
+        subprocess.run(["umount", "--lazy", mount], capture_output=True, check=False)
+    if light.lab_mounts(folder):
+        raise LabError(f"{folder} still has mounts ({', '.join(light.lab_mounts(folder))}); not removing it")
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 def down(name: str, log=print) -> bool:
     """Stop and remove everything of lab ``name``; return False when there was no such lab."""
     state = load_state(name)
     folder = lab_folder(name)
     if state is None:
         if folder.exists():
-            shutil.rmtree(folder)
+            _remove_folder(folder)
         return False
     for machine in state["machines"]:
-        vm.stop(machine["pid"], Path(machine["folder"]))
+        if machine.get("kind") == "light":
+            light.stop(machine)
+        else:
+            vm.stop(machine["pid"], Path(machine["folder"]))
     _stop_process(state.get("bundle_server_pid"), "bundle")
     segment.remove(state["bridge"], state["taps"])
-    shutil.rmtree(folder, ignore_errors=True)
+    _remove_folder(folder)
     log(f"lab {name}: down")
     return True
 
@@ -382,6 +437,7 @@ def leftovers(name: str | None = None) -> list[str]:
     for interface in sorted(Path("/sys/class/net").iterdir()):
         if segment.is_lab_interface(interface.name) and (tag is None or interface.name.startswith(tag)):
             found.append(f"network interface {interface.name}")
+    found += [f"mount {mount}" for mount in light.lab_mounts(scope)]
     if name:
         if scope.exists():
             found.append(f"lab folder {scope}")

@@ -27,7 +27,15 @@ def interface_names(lab: str, machine_names: list[str]) -> tuple[str, dict[str, 
     return f"isv{tag}br", taps
 
 
-_LAB_INTERFACE = re.compile(r"^isv[0-9a-f]{6}(br|t[0-9]+)$")
+def mgmt_peer_name(data_peer: str) -> str:
+    """The host end of a light machine's management veth, beside its data NIC's ("...t0" -> "...m0")."""
+    head, _, index = data_peer.rpartition("t")
+    return f"{head}m{index}"
+
+
+# br: the bridge; tN: a QEMU tap or a light machine's data veth; mN: a light machine's management veth; a
+# trailing i: the machine's end of a veth, left on this side only while it starts.
+_LAB_INTERFACE = re.compile(r"^isv[0-9a-f]{6}(br|[tm][0-9]+i?)$")
 
 
 def is_lab_interface(name: str) -> bool:

@@ -19,6 +19,8 @@ MGMT_PREFIX = 24
 BUNDLE_GUEST_ADDRESS = "10.0.2.100"
 BUNDLE_GUEST_PORT = 80
 
+# qemu: a machine with its own kernel, disks and RDMA; light: systemd-nspawn, for userspace-only scenarios.
+MACHINE_KINDS = ("qemu", "light")
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 _SERIAL = re.compile(r"^[A-Za-z0-9_-]{1,20}$")
 
@@ -46,6 +48,7 @@ class Machine:
     data_mac: str = ""
     # The machine layer it boots from (molecule/shared/layers.yml); None: the bare base image.
     layer: str | None = None
+    kind: str = "qemu"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -101,6 +104,14 @@ def machine_from_dict(lab: str, data: dict[str, Any]) -> Machine:
     layer = data.get("layer")
     if layer is not None and (not isinstance(layer, str) or not _NAME.match(layer)):
         raise SpecError(f"{where}: layer must be the name of a declared layer, got {layer!r}")
+    kind = data.get("kind", "qemu")
+    if kind not in MACHINE_KINDS:
+        raise SpecError(f"{where}: kind must be one of {', '.join(MACHINE_KINDS)}, got {kind!r}")
+    if kind == "light" and (data.get("nvme") or data.get("hdd")):
+        raise SpecError(
+            f"{where}: a light machine has no disks of its own (it shares this machine's kernel); "
+            "declare kind: qemu for a machine with NVMe or hard disks"
+        )
     port = data.get("ssh_port")
     if port is not None:
         port = _require_int(f"{where}: ssh_port", port, 1024, 65535)
@@ -114,6 +125,7 @@ def machine_from_dict(lab: str, data: dict[str, Any]) -> Machine:
         mgmt_mac=str(data.get("mgmt_mac") or derived_mac(lab, name, "mgmt")).lower(),
         data_mac=str(data.get("data_mac") or derived_mac(lab, name, "data")).lower(),
         layer=layer,
+        kind=kind,
     )
 
 

@@ -235,14 +235,15 @@ def ssh_argv(port: int, key: Path, *command: str) -> list[str]:
     ]
 
 
-def wait_for_ssh(plan: MachinePlan, key: Path, pid: int, timeout: float) -> float:
-    """Block until root can log in over SSH; return the seconds it took. Raise with the console tail."""
+def wait_for_ssh(plan, key: Path, pid: int, timeout: float, alive=is_our_qemu) -> float:
+    """Block until root can log in over SSH; return the seconds it took. Raise with the console tail.
+    ``plan``: a QEMU or a light machine's plan; ``alive(pid, folder)``: whether its process still runs."""
     started = time.monotonic()
     while True:
         elapsed = time.monotonic() - started
-        if not is_our_qemu(pid, plan.folder):
+        if not alive(pid, plan.folder):
             raise VmError(
-                f"{plan.machine.name}: qemu (pid {pid}) died while booting. Console tail:\n{console_tail(plan)}"
+                f"{plan.machine.name}: its machine (pid {pid}) died while booting. Console tail:\n{console_tail(plan)}"
             )
         if elapsed > timeout:
             raise VmError(
