@@ -104,6 +104,9 @@ def strategy_env(strategy: str) -> dict[str, str]:
         "ANSIBLE_STRATEGY_PLUGINS": str(plugins),
         "ANSIBLE_STRATEGY": "mitogen_linear",
         "ANSIBLE_HOST_KEY_CHECKING": "False",
+        # Ansible's connect timeout (10 s by default) covers mitogen's whole bootstrap: SSH, then its loader in the
+        # guest's Python, which under TCG with two scenarios on two cores took longer than that (measured).
+        "ANSIBLE_TIMEOUT": "90",
     }
 
 
