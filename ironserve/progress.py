@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
+import time
 from collections import defaultdict
 from datetime import UTC, datetime
 from typing import TextIO
@@ -13,26 +15,63 @@ from ironserve.run import RunRecord, StageRecord, summary
 _MARK = {"ok": "ok", "failed": "FAILED", "unreachable": "UNREACHABLE", "not_run": "not run"}
 
 
-class PlainReporter:
-    """One line per stage start and end and per failure: readable in CI logs."""
+# A log that says nothing for minutes looks hung: while a stage runs, a line at least this often.
+PROGRESS_SECONDS = 30.0
 
-    def __init__(self, out: TextIO | None = None):
+
+class PlainReporter:
+    """One line per stage start and end and per failure, and while a stage runs a progress line every
+    ``interval`` seconds (the task it is in, the results so far): readable in CI logs."""
+
+    def __init__(self, out: TextIO | None = None, interval: float = PROGRESS_SECONDS):
         self.out = out or sys.stdout
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+        self._stage = ""
+        self._task = ""
+        self._started = 0.0
+        self._counts: dict[str, int] = defaultdict(int)
 
     def _say(self, text: str) -> None:
-        print(text, file=self.out, flush=True)
+        with self._lock:
+            print(text, file=self.out, flush=True)
+
+    def progress_line(self) -> str:
+        with self._lock:
+            counts = " ".join(f"{k}={v}" for k, v in sorted(self._counts.items()) if v) or "no results yet"
+            elapsed = time.monotonic() - self._started
+            return f"   stage {self._stage}: {elapsed:.0f} s, task '{self._task or 'starting'}'; {counts}"
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._say(self.progress_line())
 
     def stage_start(self, record: StageRecord) -> None:
         self._say(f"== stage {record.name}" + (f" (limit {record.limit})" if record.limit else ""))
+        with self._lock:
+            self._stage, self._task, self._started = record.name, "", time.monotonic()
+            self._counts.clear()
+        self._stop.clear()
+        self._ticker = threading.Thread(target=self._tick, daemon=True)
+        self._ticker.start()
 
     def task_start(self, record: StageRecord, task: str) -> None:
-        pass
+        with self._lock:
+            self._task = task
 
     def host_result(self, record: StageRecord, host: str, task: str, status: str) -> None:
+        with self._lock:
+            self._counts[status] += 1
         if status in ("failed", "unreachable"):
             self._say(f"   {host}: {status} at task '{task}'")
 
     def stage_end(self, record: StageRecord) -> None:
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join()
+            self._ticker = None
         counts = ", ".join(
             f"{host} ok={c['ok']} changed={c['changed']} failed={c['failed']} unreachable={c['unreachable']}"
             for host, c in record.hosts.items()

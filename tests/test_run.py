@@ -182,3 +182,26 @@ def test_run_refuses_bad_input_before_running(tmp_path, monkeypatch, capsys):
     assert cli.main(["run", "--resume", "--site", str(SITE / "site.yml")]) == 2
     assert "found no previous run" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_plain_log_gets_a_progress_line_while_a_stage_runs(tmp_path):
+    import io
+    import time
+
+    from ironserve import progress
+
+    out = io.StringIO()
+    reporter = progress.PlainReporter(out, interval=0.05)
+    record = StageRecord("storage", "storage.yml", None, status="ok", duration_s=1.0)
+    reporter.stage_start(record)
+    reporter.task_start(record, "Install the storage tools")
+    reporter.host_result(record, "gpu-a", "Install the storage tools", "ok")
+    time.sleep(0.3)  # a long task: no Ansible event, the log still moves
+    reporter.stage_end(record)
+    lines = out.getvalue().splitlines()
+    ticks = [line for line in lines if line.startswith("   stage storage: ")]
+    assert len(ticks) >= 3
+    assert ticks[-1].endswith("task 'Install the storage tools'; ok=1")
+    assert lines[-1].startswith("== stage storage: ok in 1.0 s")
+    time.sleep(0.15)
+    assert out.getvalue().splitlines() == lines  # nothing after the stage ended
