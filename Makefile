@@ -16,13 +16,14 @@ BENCH_STRATEGY ?= mitogen
 # Outside the main suite: the NVIDIA DKMS build under TCG (see docs/bench.md for its time).
 SLOW_SCENARIOS := gpu-dkms
 
-.PHONY: help setup apt-deps lint unit molecule test test-slow demo demo-down clean
+.PHONY: help setup apt-deps lint unit molecule test test-slow bench demo demo-down clean
 
 help:
 	@echo "make demo       boot the lab (two QEMU GPU-server stand-ins) and provision it with site.yml"
 	@echo "make demo-down  stop the demo lab and remove everything it created"
 	@echo "make test       lint, unit tests and the Molecule scenarios on the lab ($(SCENARIOS))"
 	@echo "make test-slow  the scenarios too slow for every run ($(SLOW_SCENARIOS))"
+	@echo "make bench      benchmarks of the product, written to docs/benchmarks.md (not part of make test)"
 
 apt-deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${db:Status-Status}\n' $$p 2>/dev/null \
@@ -56,6 +57,12 @@ molecule: setup
 	$(BIN)/python tests/bench/run_scenarios.py --jobs $(BENCH_JOBS) --strategy $(BENCH_STRATEGY) $(SCENARIOS)
 
 test: lint unit molecule
+
+# Each benchmark prints ratios measured side by side in one run; docs/benchmarks.md says what each measured.
+bench: setup
+	$(BIN)/python tests/bench/controller_cost.py --hosts 1,10,50 --strategy linear --out artifacts/bench/controller-linear.md
+	$(BIN)/python tests/bench/controller_cost.py --hosts 1,10,50 --strategy mitogen --out artifacts/bench/controller-mitogen.md
+	cat artifacts/bench/controller-linear.md artifacts/bench/controller-mitogen.md
 
 test-slow: setup
 	$(MAKE) molecule SCENARIOS="$(SLOW_SCENARIOS)"

@@ -1,0 +1,139 @@
+"""Controller cost per host: the base stage on 1, 10 and 50 hosts, the hosts being light lab machines.
+
+    python tests/bench/controller_cost.py [--hosts 1,10,50] [--strategy linear|mitogen] [--out docs/benchmarks.md]
+
+Light machines (systemd-nspawn, docs/bench.md) are real Debian hosts with their own sshd, so Ansible does to
+each exactly what it does to a server; they cost the controller nothing but their own processes, which are not
+counted. What is counted is the controller's side: the CPU seconds of ansible-playbook and everything it starts
+(its forks, ssh), read from the kernel's accounting of the finished process tree, divided by the hosts. Each
+size runs the stage's no-op re-run (the hosts converged first, once, with every host), so what is measured is
+Ansible's own work per host and task, not dpkg's. The ratio "per-host cost at 50 / at 1" says how the controller
+scales; a site with 100+ hosts reads forks and strategy from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from ironserve import paths
+from ironserve.bundle.build import build_for_roles
+from ironserve.lab import lab
+from ironserve.lab.spec import lab_from_dict
+from ironserve.lab.verify import ansible_env
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run_scenarios import strategy_env
+
+LAB = "bench-ctl"
+GROUP_VARS = paths.REPO_ROOT / "inventories" / "lab" / "group_vars" / "all.yml"
+
+
+def _inventory(folder: Path, state: dict, count: int) -> Path:
+    inventory = folder / f"inventory-{count}"
+    (inventory / "group_vars").mkdir(parents=True, exist_ok=True)
+    (inventory / "group_vars" / "all.yml").write_text(GROUP_VARS.read_text())
+    hosts = {m["name"]: {"ansible_host": "127.0.0.1", "ansible_port": m["ssh_port"]} for m in state["machines"][:count]}
+    (inventory / "hosts.yml").write_text(yaml.safe_dump({"gpu_servers": {"hosts": hosts}}))
+    return inventory
+
+
+def _playbook(inventory: Path, env: dict[str, str], forks: int) -> dict:
+    """Run the base stage; return its wall seconds (``_cpu`` adds the CPU seconds of its process tree)."""
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [paths.tool("ansible-playbook"), "-i", str(inventory), "-f", str(forks), "playbooks/base.yml"],
+        cwd=paths.REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output, _ = process.communicate()
+    wall = time.monotonic() - started
+    if process.returncode != 0:
+        raise SystemExit(f"the base stage failed on {inventory.name}:\n{output[-3000:]}")
+    return {"wall_s": wall}
+
+
+def measure(sizes: list[int], strategy: str, forks: int) -> list[dict]:
+    biggest = max(sizes)
+    spec = lab_from_dict(
+        {"machines": [{"name": f"ctl-{i:03d}", "kind": "light", "cpus": 1, "memory_mb": 256} for i in range(biggest)]},
+        name=LAB,
+    )
+    env = {**ansible_env(), **strategy_env(strategy), "ANSIBLE_HOST_KEY_CHECKING": "False"}
+    state = lab.up(spec, build_for_roles(), log=lambda m: print(m, file=sys.stderr))
+    rows = []
+    try:
+        folder = Path(state["folder"])
+        first = _cpu(lambda: _playbook(_inventory(folder, state, biggest), env, forks))
+        print(f"first converge on {biggest} hosts: {first['wall_s']:.1f} s wall", file=sys.stderr)
+        for size in sizes:
+            result = _cpu(lambda size=size: _playbook(_inventory(folder, state, size), env, forks))
+            rows.append(
+                {
+                    "hosts": size,
+                    "wall_s": round(result["wall_s"], 2),
+                    "controller_cpu_s": round(result["cpu_s"], 2),
+                    "cpu_per_host_s": round(result["cpu_s"] / size, 3),
+                }
+            )
+            print(json.dumps(rows[-1]), file=sys.stderr)
+    finally:
+        lab.down(LAB, log=lambda _m: None)
+    return rows
+
+
+def _cpu(run) -> dict:
+    """CPU seconds of the children finished during ``run`` (ansible-playbook's whole tree)."""
+    before = os.times()
+    result = run()
+    after = os.times()
+    result["cpu_s"] = (after.children_user - before.children_user) + (after.children_system - before.children_system)
+    return result
+
+
+def report(rows: list[dict], strategy: str, forks: int, command: str) -> str:
+    one = next(r for r in rows if r["hosts"] == min(r["hosts"] for r in rows))
+    lines = [
+        f"### Controller cost per host (base stage no-op re-run, light machines, strategy {strategy}, forks {forks})",
+        "",
+        f"Command: `{command}`",
+        "",
+        "| hosts | wall s | controller CPU s | CPU s per host | per host / at 1 host |",
+        "|---|---|---|---|---|",
+    ]
+    for row in rows:
+        ratio = row["cpu_per_host_s"] / one["cpu_per_host_s"] if one["cpu_per_host_s"] else float("nan")
+        lines.append(
+            f"| {row['hosts']} | {row['wall_s']} | {row['controller_cpu_s']} | {row['cpu_per_host_s']} | {ratio:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hosts", default="1,10,50", help="host counts, comma-separated (default: 1,10,50)")
+    parser.add_argument("--strategy", choices=("linear", "mitogen"), default="linear")
+    parser.add_argument("--forks", type=int, default=50, help="Ansible forks (default: 50)")
+    parser.add_argument("--out", help="Markdown file to write the table to")
+    args = parser.parse_args(argv)
+    sizes = sorted({int(n) for n in args.hosts.split(",")})
+    rows = measure(sizes, args.strategy, args.forks)
+    text = report(rows, args.strategy, args.forks, "python " + " ".join([sys.argv[0], *(argv or sys.argv[1:])]))
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
