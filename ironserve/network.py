@@ -350,8 +350,9 @@ SOFT_ROCE_FLOOR_GBITS = 0.01
 # On real RoCE/InfiniBand ports: a pair below a quarter of the port's rate is a broken path (PFC, MTU, a bad
 # cable or switch port), not a busy one; ib_write_bw on a healthy link reaches 80-95 % of it.
 LINK_FLOOR_FRACTION = 0.25
-# perftest's "MB" is 2^20 bytes (its format factor 0x100000).
-_PERFTEST_UNITS = {"Gb/sec": 1.0, "MB/sec": 8 * 0x100000 / 1e9}
+# perftest reports MiB/sec by default (older releases labelled the same 2^20-byte unit "MB/sec") and Gb/sec
+# with --report_gbits.
+_PERFTEST_UNITS = {"Gb/sec": 1.0, "MiB/sec": 8 * 2**20 / 1e9, "MB/sec": 8 * 2**20 / 1e9}
 
 
 def _significant(value: float, digits: int = 6) -> float:
@@ -360,8 +361,9 @@ def _significant(value: float, digits: int = 6) -> float:
 
 
 def perftest_result(output: str) -> dict[str, Any] | None:
-    """ib_write_bw's result row: message bytes, iterations done and the average bandwidth in Gb/s (from either
-    of its units, MB/sec by default or Gb/sec with --report_gbits); None when it printed no result."""
+    """ib_write_bw's result row: message bytes, iterations done and the average bandwidth in Gb/s (from its
+    MiB/sec default or Gb/sec with --report_gbits); None when it printed no result or a unit not known here.
+    Warnings (a CPU-frequency notice) may stand between the header and the row."""
     lines = output.splitlines()
     for number, line in enumerate(lines):
         if "BW average" not in line:
@@ -369,14 +371,16 @@ def perftest_result(output: str) -> dict[str, Any] | None:
         header = re.split(r"\s{2,}|\t+", line.strip().lstrip("#").strip())
         column = next(i for i, name in enumerate(header) if name.startswith("BW average"))
         unit = re.search(r"\[(.+?)\]", header[column])
-        factor = _PERFTEST_UNITS.get(unit.group(1) if unit else "", 0.0)
+        factor = _PERFTEST_UNITS.get(unit.group(1) if unit else "")
+        if factor is None:
+            return None
         for row in lines[number + 1 :]:
             fields = row.split()
-            if fields and not set(row.strip()) <= {"-"}:
+            if len(fields) > column and fields[0].isdigit():
                 try:
                     average = float(fields[column]) * factor
                     return {"bytes": int(fields[0]), "iterations": int(fields[1]), "gbits": _significant(average)}
-                except (IndexError, ValueError):
+                except ValueError:
                     return None
     return None
 
