@@ -149,19 +149,33 @@ def _veth(peer: str, inside: str, mac: str, mtu: int) -> None:
     _run("raise the veth", ["ip", "link", "set", peer, "mtu", str(mtu), "up"])
 
 
-def _leader(nspawn_pid: int, timeout: float) -> int:
-    """The container's init: nspawn's child, once it runs."""
+def _console_tail(console: Path, lines: int = 8) -> str:
+    try:
+        return "\n".join(console.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no console output)"
+
+
+def _leader(nspawn_pid: int, timeout: float, console: Path) -> int:
+    """The container's init: nspawn's child, once it runs. A failure quotes the console: with many light
+    machines, systemd can run out of inotify instances ("Too many open files"; raise
+    fs.inotify.max_user_instances, 128 on these hosts, about 6 per machine)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         children = Path(f"/proc/{nspawn_pid}/task/{nspawn_pid}/children")
         try:
             pids = children.read_text().split()
         except OSError:
-            raise LightError(f"systemd-nspawn (pid {nspawn_pid}) exited at start") from None
+            raise LightError(
+                f"systemd-nspawn (pid {nspawn_pid}) exited at start. Console tail:\n{_console_tail(console)}"
+            ) from None
         if pids:
             return int(pids[0])
         time.sleep(0.1)
-    raise LightError(f"systemd-nspawn (pid {nspawn_pid}) started no container within {timeout:.0f} s")
+    raise LightError(
+        f"systemd-nspawn (pid {nspawn_pid}) started no container within {timeout:.0f} s. "
+        f"Console tail:\n{_console_tail(console)}"
+    )
 
 
 def nspawn_argv(plan: LightPlan) -> list[str]:
@@ -194,7 +208,7 @@ def start(plan: LightPlan, data_bridge: str) -> dict:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-    leader = _leader(nspawn.pid, START_TIMEOUT)
+    leader = _leader(nspawn.pid, START_TIMEOUT, plan.console_log)
     for name in inside.values():
         _run("move a NIC into the machine", ["ip", "link", "set", name, "netns", str(leader)])
     _run(
