@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ironserve import paths
+from ironserve.commands import run_step
 from ironserve.lab.spec import BUNDLE_GUEST_ADDRESS, MGMT_GUEST_ADDRESS, MGMT_PREFIX, Machine
 
 NSPAWN_STATE = Path("/run/systemd/nspawn")
@@ -75,10 +76,7 @@ def raw_disk(qcow2: Path) -> Path:
 
 
 def _run(step: str, argv: list[str]) -> subprocess.CompletedProcess:
-    result = subprocess.run(argv, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise LightError(f"{step} failed (exit {result.returncode}): {' '.join(argv)}\n{result.stderr.strip()[-1500:]}")
-    return result
+    return run_step(step, argv, LightError)
 
 
 def _mounted(path: Path) -> bool:
