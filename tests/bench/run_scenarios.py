@@ -26,8 +26,8 @@ REPO = Path(__file__).resolve().parents[2]
 MOLECULE = REPO / "molecule"
 LOGS = REPO / "artifacts" / "bench"
 # Measured on 2 cores: with two 2-vCPU scenarios side by side, storage's apt transaction (mdadm and lvm2, each
-# rebuilding the initramfs under TCG) took 715 s against 150 s alone; TCG vCPUs beyond the cores only slow
-# each other down. So QEMU vCPUs never exceed the cores; a scenario of light machines runs beside anything.
+# rebuilding the initramfs under TCG) took 715 s, against 213 s alone in the next run: TCG vCPUs beyond the
+# cores only slow each other down. So QEMU vCPUs never exceed the cores; light machines run beside anything.
 CPU_OVERCOMMIT = 1
 # What the controller itself needs beside the guests: Ansible, Molecule, testinfra, the bundle servers.
 CONTROLLER_RESERVE_MB = 3072
