@@ -23,7 +23,7 @@ help:
 	@echo "make demo-down  stop the demo lab and remove everything it created"
 	@echo "make test       lint, unit tests and the Molecule scenarios on the lab ($(SCENARIOS))"
 	@echo "make test-slow  the scenarios too slow for every run ($(SLOW_SCENARIOS))"
-	@echo "make bench      benchmarks of the product, written to docs/benchmarks.md (not part of make test)"
+	@echo "make bench      benchmarks of the product: tables in artifacts/bench/, recorded in docs/benchmarks.md (not in make test)"
 
 apt-deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${db:Status-Status}\n' $$p 2>/dev/null \
