@@ -28,6 +28,7 @@ from ironserve.lab import light, segment, vm
 from ironserve.lab.spec import BUNDLE_GUEST_ADDRESS, LabSpec
 
 DEFAULT_BOOT_TIMEOUT = 420.0
+LAB_GROUP_VARS = paths.REPO_ROOT / "inventories" / "lab" / "group_vars" / "all.yml"
 
 FORWARDER = """#!{python} -I
 # One guest connection to the bundle server: QEMU runs this per connection with the guest on stdin/stdout.
@@ -117,9 +118,13 @@ def load_state(name: str) -> dict | None:
         return None
 
 
+def _alive_check(kind: str):
+    """How to tell that a machine of ``kind`` still runs: ``check(pid, folder)``."""
+    return light.is_ours if kind == "light" else vm.is_our_qemu
+
+
 def _alive(entry: dict) -> bool:
-    check = light.is_ours if entry.get("kind") == "light" else vm.is_our_qemu
-    return check(entry["pid"], Path(entry["folder"]))
+    return _alive_check(entry.get("kind", "qemu"))(entry["pid"], Path(entry["folder"]))
 
 
 def running(state: dict) -> dict[str, bool]:
@@ -185,6 +190,16 @@ def write_inventory(
     path = folder / "inventory.yml"
     path.write_text(f"# Written by 'ironserve lab up' for lab {spec.name}.\n" + yaml.safe_dump(inventory))
     return path
+
+
+def stage_inventory(folder: Path, machines: list[dict], variables: dict | None = None) -> Path:
+    """An inventory folder in which ``machines`` (state entries) form group gpu_servers with the lab's group
+    variables: how the bench runs a stage on lab machines outside Molecule (layer builds, benchmarks)."""
+    (folder / "group_vars").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(LAB_GROUP_VARS, folder / "group_vars" / "all.yml")
+    hosts = {m["name"]: {"ansible_host": "127.0.0.1", "ansible_port": m["ssh_port"]} for m in machines}
+    (folder / "hosts.yml").write_text(yaml.safe_dump({"gpu_servers": {"hosts": hosts, "vars": variables or {}}}))
+    return folder
 
 
 def _backings(spec: LabSpec, image: base_image.BaseImage, bundle: Bundle | None, log) -> dict[str, Path]:
@@ -322,7 +337,7 @@ def up(
                     key,
                     started[p.machine.name],
                     timeout,
-                    light.is_ours if isinstance(p, light.LightPlan) else vm.is_our_qemu,
+                    _alive_check(p.machine.kind),
                 )
                 for p in plans
             }

@@ -31,7 +31,6 @@ from ironserve import paths
 from ironserve.lab.spec import SpecError
 
 DECLARATIONS = paths.REPO_ROOT / "molecule" / "shared" / "layers.yml"
-LAB_GROUP_VARS = paths.REPO_ROOT / "inventories" / "lab" / "group_vars" / "all.yml"
 # Shared by every role: a change in any of them can change what any stage does.
 SHARED_CODE = ("library", "module_utils", "filter_plugins")
 LAYER_FORMAT_VERSION = 1  # bump when build() changes what a layer contains
@@ -170,7 +169,7 @@ def layer_key(
     parent_key: str,
     bundle_identity: str,
     repo: Path = paths.REPO_ROOT,
-    group_vars: Path = LAB_GROUP_VARS,
+    group_vars: Path | None = None,
 ) -> str:
     """The content hash of everything that shapes ``layer`` (see the module's docstring)."""
     digest = hashlib.sha256()
@@ -190,6 +189,9 @@ def layer_key(
         + [repo / "roles" / name for name in roles if (repo / "roles" / name).is_dir()]
         + [repo / name for name in SHARED_CODE if (repo / name).exists()],
     )
+    from ironserve.lab.lab import LAB_GROUP_VARS
+
+    group_vars = group_vars or LAB_GROUP_VARS
     if group_vars.exists():
         digest.update(group_vars.read_bytes())
     return digest.hexdigest()[:16]
@@ -258,21 +260,6 @@ def _ssh(state: dict, command: str, timeout: float = 300) -> subprocess.Complete
     )
 
 
-def _inventory(folder: Path, state: dict, layer: Layer) -> Path:
-    inventory = folder / "inventory"
-    (inventory / "group_vars").mkdir(parents=True, exist_ok=True)
-    shutil.copy2(LAB_GROUP_VARS, inventory / "group_vars" / "all.yml")
-    machine = state["machines"][0]
-    hosts = {
-        "gpu_servers": {
-            "hosts": {machine["name"]: {"ansible_host": "127.0.0.1", "ansible_port": machine["ssh_port"]}},
-            "vars": layer.variables,
-        }
-    }
-    (inventory / "hosts.yml").write_text(yaml.safe_dump(hosts))
-    return inventory
-
-
 def _build(layer: Layer, key: str, image: LayerImage, parent_disk: Path, bundle: Any, log) -> LayerImage:
     from ironserve.lab import lab, vm
     from ironserve.lab.spec import lab_from_dict
@@ -287,7 +274,7 @@ def _build(layer: Layer, key: str, image: LayerImage, parent_disk: Path, bundle:
     state = lab.up(spec, bundle, log=log, backing=parent_disk)
     work = image.folder.with_name(image.folder.name + ".building")
     try:
-        inventory = _inventory(Path(state["folder"]), state, layer)
+        inventory = lab.stage_inventory(Path(state["folder"]) / "inventory", state["machines"], layer.variables)
         for stage in layer.stages:
             result = subprocess.run(
                 [

@@ -21,8 +21,6 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
 from ironserve import paths
 from ironserve.bundle.build import build_for_roles
 from ironserve.lab import lab
@@ -33,16 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run_scenarios import strategy_env
 
 LAB = "bench-ctl"
-GROUP_VARS = paths.REPO_ROOT / "inventories" / "lab" / "group_vars" / "all.yml"
 
 
 def _inventory(folder: Path, state: dict, count: int) -> Path:
-    inventory = folder / f"inventory-{count}"
-    (inventory / "group_vars").mkdir(parents=True, exist_ok=True)
-    (inventory / "group_vars" / "all.yml").write_text(GROUP_VARS.read_text())
-    hosts = {m["name"]: {"ansible_host": "127.0.0.1", "ansible_port": m["ssh_port"]} for m in state["machines"][:count]}
-    (inventory / "hosts.yml").write_text(yaml.safe_dump({"gpu_servers": {"hosts": hosts}}))
-    return inventory
+    return lab.stage_inventory(folder / f"inventory-{count}", state["machines"][:count])
 
 
 def _playbook(inventory: Path, env: dict[str, str], forks: int) -> dict:
