@@ -31,6 +31,7 @@ from pathlib import Path
 
 from ironserve import paths
 from ironserve.commands import run_step
+from ironserve.lab import vm
 from ironserve.lab.spec import BUNDLE_GUEST_ADDRESS, MGMT_GUEST_ADDRESS, MGMT_PREFIX, Machine
 
 NSPAWN_STATE = Path("/run/systemd/nspawn")
@@ -147,15 +148,10 @@ def _veth(peer: str, inside: str, mac: str, mtu: int) -> None:
     _run("raise the veth", ["ip", "link", "set", peer, "mtu", str(mtu), "up"])
 
 
-def _console_tail(console: Path, lines: int = 8) -> str:
-    try:
-        return "\n".join(console.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no console output)"
-
-
-def _leader(nspawn_pid: int, timeout: float, console: Path) -> int:
-    """The container's init: nspawn's child, once it runs. A failure quotes the console: with many light
+def _leader(nspawn_pid: int, timeout: float, plan: LightPlan) -> int:
+    """The container's init: the child of nspawn that runs in a PID namespace of its own (nspawn first forks a
+    short-lived helper that is still in ours; moving a NIC into that one's namespace fails once it exits).
+    A failure quotes the console: with many light
     machines, systemd can run out of inotify instances ("Too many open files"; raise
     fs.inotify.max_user_instances, 128 on these hosts, about 6 per machine)."""
     deadline = time.monotonic() + timeout
@@ -165,14 +161,19 @@ def _leader(nspawn_pid: int, timeout: float, console: Path) -> int:
             pids = children.read_text().split()
         except OSError:
             raise LightError(
-                f"systemd-nspawn (pid {nspawn_pid}) exited at start. Console tail:\n{_console_tail(console)}"
+                f"systemd-nspawn (pid {nspawn_pid}) exited at start. Console tail:\n{vm.console_tail(plan)}"
             ) from None
-        if pids:
-            return int(pids[0])
+        ours = os.readlink("/proc/self/ns/pid")
+        for pid in pids:
+            try:
+                if os.readlink(f"/proc/{pid}/ns/pid") != ours:
+                    return int(pid)
+            except OSError:
+                continue  # the helper exited meanwhile
         time.sleep(0.1)
     raise LightError(
         f"systemd-nspawn (pid {nspawn_pid}) started no container within {timeout:.0f} s. "
-        f"Console tail:\n{_console_tail(console)}"
+        f"Console tail:\n{vm.console_tail(plan)}"
     )
 
 
@@ -206,7 +207,17 @@ def start(plan: LightPlan, data_bridge: str) -> dict:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-    leader = _leader(nspawn.pid, START_TIMEOUT, plan.console_log)
+    try:
+        return _connect(plan, nspawn.pid, inside)
+    except BaseException:
+        # Not in the lab's state yet, so 'lab down' would not find it: stop it here.
+        _signal_and_wait(nspawn.pid, plan.folder, signal.SIGTERM, 10)
+        raise
+
+
+def _connect(plan: LightPlan, nspawn_pid: int, inside: dict[str, str]) -> dict:
+    """Move the NICs into the started machine and start its forwards; return its process ids."""
+    leader = _leader(nspawn_pid, START_TIMEOUT, plan)
     for name in inside.values():
         _run("move a NIC into the machine", ["ip", "link", "set", name, "netns", str(leader)])
     _run(
@@ -236,7 +247,7 @@ def start(plan: LightPlan, data_bridge: str) -> dict:
             start_new_session=True,
             cwd=paths.REPO_ROOT,
         )
-    return {"pid": nspawn.pid, "leader_pid": leader, "forward_pid": helper.pid}
+    return {"pid": nspawn_pid, "leader_pid": leader, "forward_pid": helper.pid}
 
 
 def is_ours(pid: int | None, folder: Path) -> bool:
