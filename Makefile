@@ -16,12 +16,12 @@ BENCH_STRATEGY ?= mitogen
 # Outside the main suite: the NVIDIA DKMS build under TCG (see docs/bench.md for its time).
 SLOW_SCENARIOS := gpu-dkms
 
-.PHONY: help setup apt-deps lint unit molecule test test-slow bench demo demo-down clean
+.PHONY: help setup apt-deps lint unit molecule golden-image test test-slow bench demo demo-down clean
 
 help:
 	@echo "make demo       boot the lab (two QEMU GPU-server stand-ins) and provision it with site.yml"
 	@echo "make demo-down  stop the demo lab and remove everything it created"
-	@echo "make test       lint, unit tests and the Molecule scenarios on the lab ($(SCENARIOS))"
+	@echo "make test       lint, unit tests, the Molecule scenarios on the lab ($(SCENARIOS)) and a golden image"
 	@echo "make test-slow  the scenarios too slow for every run ($(SLOW_SCENARIOS))"
 	@echo "make bench      benchmarks of the product: tables in artifacts/bench/, recorded in docs/benchmarks.md (not in make test)"
 
@@ -56,7 +56,14 @@ unit: setup
 molecule: setup
 	$(BIN)/python tests/bench/run_scenarios.py --jobs $(BENCH_JOBS) --strategy $(BENCH_STRATEGY) $(SCENARIOS)
 
-test: lint unit molecule
+# The suite's one golden image: built from the lab's base image and bundle, checked, booted on its own.
+golden-image: setup
+	@start=$$SECONDS; rm -rf artifacts/golden-image \
+	  && $(BIN)/ironserve image build --stages base --output artifacts/golden-image \
+	  && IRONSERVE_GOLDEN_IMAGE=artifacts/golden-image $(BIN)/pytest -q tests/bench/golden_image_check.py \
+	  && echo "golden-image: $$((SECONDS - start)) s"
+
+test: lint unit molecule golden-image
 
 # Each benchmark prints ratios measured side by side in one run; docs/benchmarks.md says what each measured.
 bench: setup

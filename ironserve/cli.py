@@ -105,6 +105,19 @@ def cmd_lab_prune(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_image_build(args: argparse.Namespace) -> int:
+    from ironserve import golden_image
+
+    requested = [name.strip() for name in args.stages.split(",") if name.strip()]
+    golden_image.choose_stages(requested, Path(args.site))  # bad input fails here, before anything is built
+    record = golden_image.build(requested, Path(args.output), site=Path(args.site))
+    print(
+        f"golden image in {args.output}: stages {', '.join(record['stages'])}; left for first boot: "
+        f"{', '.join(record['left_for_first_boot'])}; record in {Path(args.output) / 'image.json'}"
+    )
+    return EXIT_OK
+
+
 def cmd_lab_ssh(args: argparse.Namespace) -> int:
     from ironserve.lab import lab, vm
 
@@ -335,6 +348,16 @@ def build_parser() -> argparse.ArgumentParser:
     ssh.add_argument("command", nargs="*")
     ssh.set_defaults(func=cmd_lab_ssh)
 
+    image = commands.add_parser("image", help="golden images for sites that deploy disk images (PXE, MAAS, Ironic)")
+    image_commands = image.add_subparsers(dest="image_command", required=True)
+    image_build = image_commands.add_parser(
+        "build", help="a disk image after host-agnostic stages in image-build mode, with a record of what it skipped"
+    )
+    image_build.add_argument("--stages", required=True, help="comma-separated, from: base, gpu (e.g. base,gpu)")
+    image_build.add_argument("--output", required=True, help="folder for rootfs.qcow2, vmlinuz, initrd.img, image.json")
+    image_build.add_argument("--site", default=str(DEFAULT_SITE), help="the site.yml whose stages these are")
+    image_build.set_defaults(func=cmd_image_build)
+
     bundle = commands.add_parser("bundle", help="the offline package bundle for air-gapped sites")
     bundle_commands = bundle.add_subparsers(dest="bundle_command", required=True)
     build = bundle_commands.add_parser("build", help="download every package the roles declare, with dependencies")
@@ -353,8 +376,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from ironserve.bundle.build import BundleError
+    from ironserve.golden_image import ExportError, GoldenImageError
     from ironserve.lab.image import ImageError
     from ironserve.lab.lab import LabError
+    from ironserve.lab.layers import LayerError
     from ironserve.lab.segment import SegmentError
     from ironserve.lab.spec import SpecError
     from ironserve.lab.vm import VmError
@@ -366,10 +391,10 @@ def main(argv: list[str] | None = None) -> int:
     except SpecError as exc:
         print(f"ironserve: bad lab declaration: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except StageError as exc:
+    except (StageError, GoldenImageError) as exc:
         print(f"ironserve: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except (BundleError, ImageError, LabError, SegmentError, VmError) as exc:
+    except (BundleError, ExportError, ImageError, LabError, LayerError, SegmentError, VmError) as exc:
         print(f"ironserve: {exc}", file=sys.stderr)
         return EXIT_ENVIRONMENT
 

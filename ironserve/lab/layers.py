@@ -56,6 +56,8 @@ class Layer:
     parent: str | None = None
     variables: dict[str, Any] = field(default_factory=dict)
     why: str = ""
+    # A shell command run on the machine before the stages (part of the key).
+    prepare: str = ""
 
 
 @dataclass(frozen=True)
@@ -179,6 +181,7 @@ def layer_key(
         "stages": list(layer.stages),
         "vars": layer.variables,
         "bundle": bundle_identity,
+        **({"prepare": layer.prepare} if layer.prepare else {}),
     }
     digest.update(json.dumps(recipe, sort_keys=True).encode())
     roles = stage_roles(layer.stages, repo)
@@ -242,11 +245,16 @@ def ensure(name: str, bundle: Any, base_disk: Path, base_key: str, log=print) ->
     parent_disk = (
         ensure(layer.parent, bundle, base_disk, base_key, log=log).disk if layer.parent is not None else base_disk
     )
-    with paths.cache_lock(f"layer-{name}"):
-        image = image_for(name, key)
+    return ensure_layer(layer, key, parent_disk, bundle, log=log)
+
+
+def ensure_layer(layer: Layer, key: str, parent_disk: Path, bundle: Any, log=print) -> LayerImage:
+    """``layer`` under ``key``: the cached one, else built on ``parent_disk`` (one builder at a time per name)."""
+    with paths.cache_lock(f"layer-{layer.name}"):
+        image = image_for(layer.name, key)
         if _usable(image):
             image.manifest.touch()  # last use, for the cache cap
-            log(f"layer {name} ({key}): cached")
+            log(f"layer {layer.name} ({key}): cached")
             return image
         return _build(layer, key, image, parent_disk, bundle, log)
 
@@ -275,6 +283,10 @@ def _build(layer: Layer, key: str, image: LayerImage, parent_disk: Path, bundle:
     work = image.folder.with_name(image.folder.name + ".building")
     try:
         inventory = lab.stage_inventory(Path(state["folder"]) / "inventory", state["machines"], layer.variables)
+        if layer.prepare:
+            prepared = _ssh(state, layer.prepare)
+            if prepared.returncode != 0:
+                raise LayerError(f"layer {layer.name}: its prepare command failed: {prepared.stderr[-1000:]}")
         for stage in layer.stages:
             result = subprocess.run(
                 [

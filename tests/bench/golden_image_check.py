@@ -1,0 +1,124 @@
+"""The suite's one real golden image (make golden-image): built by ``ironserve image build`` from the lab's
+base image and bundle, then checked as a site would receive it, and booted on its own kernel and initramfs
+without anything of the lab's (no seed, no key on the command line) to the login prompt.
+
+Not collected by ``make unit`` (no test_ prefix): it needs the image that make golden-image builds first,
+named by IRONSERVE_GOLDEN_IMAGE.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ironserve import golden_image, paths
+from ironserve.lab import vm
+
+IMAGE = Path(os.environ.get("IRONSERVE_GOLDEN_IMAGE", "artifacts/golden-image"))
+BOOT_TIMEOUT = 300.0
+
+
+@pytest.fixture(scope="module")
+def record() -> dict:
+    if not (IMAGE / "image.json").exists():
+        pytest.fail(f"no golden image in {IMAGE}: run make golden-image (it builds one, then runs this)")
+    return json.loads((IMAGE / "image.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def root_fs(record, tmp_path_factory) -> Path:
+    raw = tmp_path_factory.mktemp("golden") / "rootfs.raw"
+    subprocess.run(["qemu-img", "convert", "-O", "raw", str(IMAGE / "rootfs.qcow2"), str(raw)], check=True)
+    return raw
+
+
+def _debugfs(raw: Path, request: str) -> str:
+    return subprocess.run(["debugfs", "-R", request, str(raw)], capture_output=True, text=True, check=True).stdout
+
+
+def test_the_record_says_what_the_image_holds_and_what_is_left(record):
+    assert record["stages"] == ["base"]
+    assert record["left_for_first_boot"] == ["preflight", "network", "network_check", "gpu", "storage", "inference"]
+    assert record["image_build"] is True
+    for name, entry in record["files"].items():
+        content = (IMAGE / name).read_bytes()
+        assert hashlib.sha256(content).hexdigest() == entry["sha256"], name
+        assert len(content) == entry["bytes"], name
+
+
+def test_the_disk_stands_alone(record):
+    info = json.loads(
+        subprocess.run(
+            ["qemu-img", "info", "--output=json", str(IMAGE / "rootfs.qcow2")], capture_output=True, check=True
+        ).stdout
+    )
+    assert "backing-filename" not in info
+    subprocess.run(["qemu-img", "check", str(IMAGE / "rootfs.qcow2")], capture_output=True, check=True)
+
+
+def test_the_base_stage_is_in_it_and_the_lab_is_not(root_fs):
+    status = _debugfs(root_fs, "cat /var/lib/dpkg/status")
+    installed = {
+        block.split("\n", 1)[0].removeprefix("Package: ")
+        for block in status.split("\n\n")
+        if "Status: install ok installed" in block
+    }
+    baseline = yaml.safe_load((paths.REPO_ROOT / "roles/host_baseline/vars/Debian.yml").read_text())
+    assert set(baseline["host_baseline_packages"]) <= installed
+    assert "Types: deb" in _debugfs(root_fs, "cat /etc/apt/sources.list.d/ironserve.sources")
+    for path in golden_image.LAB_ONLY_FILES:
+        assert _debugfs(root_fs, f"stat {path}") == "", path
+    assert _debugfs(root_fs, "cat /etc/fstab") == golden_image.FSTAB
+    assert _debugfs(root_fs, "cat /etc/machine-id").strip() == ""
+
+
+def test_it_boots_on_its_own_kernel_and_makes_its_own_host_keys(record, tmp_path):
+    console = tmp_path / "console.log"
+    argv = [
+        "qemu-system-x86_64",
+        "-machine",
+        "q35",
+        *vm.accelerator(),
+        "-m",
+        "1024",
+        "-nodefaults",
+        "-display",
+        "none",
+        "-nic",
+        "none",
+        "-serial",
+        f"file:{console}",
+        "-kernel",
+        str(IMAGE / "vmlinuz"),
+        "-initrd",
+        str(IMAGE / "initrd.img"),
+        "-append",
+        f"root=LABEL={golden_image.ROOT_LABEL} console=ttyS0",
+        # snapshot: the boot writes host keys and a machine id into a throwaway overlay, not the image
+        "-drive",
+        f"file={IMAGE / 'rootfs.qcow2'},if=virtio,format=qcow2,snapshot=on",
+    ]
+    qemu = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.monotonic() + BOOT_TIMEOUT
+        text = ""
+        while time.monotonic() < deadline and qemu.poll() is None:
+            text = console.read_text(errors="replace") if console.exists() else ""
+            if " login:" in text and "ssh.service" in text:
+                break
+            time.sleep(2)
+        assert " login:" in text, f"no login prompt within {BOOT_TIMEOUT:.0f} s; console ends:\n{text[-3000:]}"
+        assert "make this host's own SSH host keys" in text
+        assert "Started ssh.service" in text, text[-3000:]
+    finally:
+        if qemu.poll() is None:
+            os.killpg(qemu.pid, signal.SIGKILL)
+        qemu.wait(timeout=30)

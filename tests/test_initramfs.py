@@ -1,0 +1,104 @@
+"""The initramfs is rebuilt only when a file it must hold is newer than it: one rebuild per host per run."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import ironserve_initramfs as initramfs
+import pytest
+
+from ironserve.lab.verify import ansible_module
+
+# Stands in for initramfs-tools' update-initramfs where the module depends on it: -u -k VERSION rewrites that
+# kernel's image and fails, as the real one does, when the version has none.
+FAKE_UPDATE_INITRAMFS = """\
+#!/bin/sh
+set -eu
+[ "$1" = -u ] && [ "$2" = -k ] || { echo "usage: update-initramfs -u -k VERSION" >&2; exit 2; }
+image="$BOOT_DIR/initrd.img-$3"
+[ -e "$image" ] || { echo "update-initramfs: $image does not exist. Cannot update." >&2; exit 1; }
+echo rebuilt > "$image"
+echo "$3" >> "$BOOT_DIR/rebuilds"
+"""
+
+
+def _age(path: Path, seconds_ago: float) -> None:
+    when = path.stat().st_mtime - seconds_ago
+    os.utime(path, (when, when))
+
+
+@pytest.fixture
+def host(tmp_path, monkeypatch):
+    boot = tmp_path / "boot"
+    boot.mkdir()
+    for version in ("6.12.9+deb13-amd64", "6.12.118+deb13-amd64"):
+        (boot / f"initrd.img-{version}").write_text("old\n")
+        (boot / f"vmlinuz-{version}").write_text("")
+    (boot / "initrd.img-6.12.200+deb13-amd64.bak").write_text("")
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    (tools / "update-initramfs").write_text(FAKE_UPDATE_INITRAMFS)
+    (tools / "update-initramfs").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tools}:{os.environ['PATH']}")
+    monkeypatch.setenv("BOOT_DIR", str(boot))
+    conf = tmp_path / "blacklist.conf"
+    conf.write_text("blacklist nouveau\n")
+    return boot, conf
+
+
+def test_the_newest_kernel_is_the_one_update_initramfs_refreshes(host):
+    boot, _ = host
+    assert initramfs.newest_initrd(str(boot)) == (
+        "6.12.118+deb13-amd64",
+        str(boot / "initrd.img-6.12.118+deb13-amd64"),
+    )
+    assert initramfs.newest_initrd(str(boot / "absent")) is None
+
+
+def test_only_files_written_after_the_initramfs_make_it_stale(host):
+    boot, conf = host
+    initrd = boot / "initrd.img-6.12.118+deb13-amd64"
+    _age(initrd, 60)
+    assert initramfs.stale_inputs(str(initrd), [str(conf), str(boot / "missing.conf")]) == [str(conf)]
+    _age(conf, 120)
+    assert initramfs.stale_inputs(str(initrd), [str(conf)]) == []
+
+
+def _module(boot: Path, conf: Path, *options: str) -> dict:
+    args = f"must_contain={conf} boot_dir={boot}"
+    local = ("-c", "local", "-e", "ansible_python_interpreter=python3", *options)
+    return ansible_module("localhost,", "localhost", "ironserve_initramfs", args, *local, timeout=120)["localhost"]
+
+
+def test_the_module_rebuilds_once_then_finds_it_current(host):
+    boot, conf = host
+    _age(boot / "initrd.img-6.12.118+deb13-amd64", 60)
+    checked = _module(boot, conf, "--check")
+    assert checked["changed"] is True
+    assert checked["stale"] == [str(conf)]
+    assert not (boot / "rebuilds").exists()
+    first = _module(boot, conf)
+    assert first["changed"] is True
+    assert first["kernel"] == "6.12.118+deb13-amd64"
+    second = _module(boot, conf)
+    assert second["changed"] is False
+    assert second["stale"] == []
+    assert (boot / "rebuilds").read_text() == "6.12.118+deb13-amd64\n"
+
+
+def test_a_configuration_older_than_the_initramfs_is_not_a_rebuild(host):
+    boot, conf = host
+    # What a package install leaves: the role wrote its file, then the package's trigger rebuilt the initramfs.
+    _age(conf, 60)
+    assert _module(boot, conf)["changed"] is False
+    assert not (boot / "rebuilds").exists()
+
+
+def test_a_host_without_an_initramfs_is_told_so(host, tmp_path):
+    _, conf = host
+    empty = tmp_path / "empty-boot"
+    empty.mkdir()
+    with pytest.raises(AssertionError) as failed:
+        _module(empty, conf)
+    assert f"No initramfs in {empty}" in str(failed.value)
