@@ -123,7 +123,8 @@ def export(disk: Path, output: Path, record: dict) -> dict:
         }
         if not identity["machine_id_empty"] or identity["host_keys"] or identity["root_authorized_keys"]:
             raise ExportError(f"image export: the builder's identity is still in the image: {identity}")
-        for path in (*LAB_ONLY_FILES, "/etc/fstab"):
+        # /etc/hostname: the builder's name; without the file the host takes the one its provisioning gives.
+        for path in (*LAB_ONLY_FILES, "/etc/fstab", "/etc/hostname"):
             if _debugfs(raw, f"stat {path}").strip():
                 _debugfs(raw, f"rm {path}", write=True)
         for content, path in ((FSTAB, "/etc/fstab"), (HOST_KEYS_UNIT, HOST_KEYS_UNIT_PATH)):

@@ -66,6 +66,7 @@ def _builder_disk(tmp_path: Path, identity_left: bool = False) -> Path:
     (root / f"boot/initrd.img-{KERNEL}").write_bytes(b"initramfs")
     (root / "etc/machine-id").write_text("")
     (root / "etc/fstab").write_text("/dev/vda / ext4 defaults,noatime 0 1\n")
+    (root / "etc/hostname").write_text("layer-image-base\n")
     for path in golden_image.LAB_ONLY_FILES:
         (root / path.lstrip("/")).write_text("lab\n")
     (root / "var/lib/ironserve/nvidia-driver.json").write_text(json.dumps({"skipped": ["nvidia-smi (no GPU)"]}))
