@@ -170,3 +170,16 @@ def test_a_light_machine_gets_its_identity_written_before_boot(tmp_path):
     assert "MACAddress=52:54:00:00:00:01" in mgmt
     assert "Address=10.0.2.15/24" in mgmt
     assert "MTUBytes=9000" in (root / "etc/systemd/network/90-lab-data.network").read_text()
+
+
+def test_a_kernel_panic_at_boot_is_told_at_once_not_after_the_ssh_timeout(tmp_path):
+    plan = _plan(tmp_path)
+    plan.folder.mkdir()
+    plan.console_log.write_text(
+        "[    1.746884] Oops: int3: 0000 [#2] PREEMPT SMP NOPTI\n"
+        "[    1.747080] Kernel panic - not syncing: Fatal exception in interrupt\n"
+    )
+    with pytest.raises(vm.KernelPanic) as panicked:
+        vm.wait_for_ssh(plan, tmp_path / "key", 1, timeout=600, alive=lambda _pid, _folder: True)
+    assert "gpu-a: its kernel panicked while booting" in str(panicked.value)
+    assert "Oops: int3" in str(panicked.value)
