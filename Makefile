@@ -79,6 +79,7 @@ demo: setup
 	$(BIN)/ironserve run --inventory inventories/lab
 	$(BIN)/ironserve lab status demo
 	$(BIN)/ironserve report
+	$(BIN)/python tests/bench/run_profile.py
 
 demo-down: setup
 	$(BIN)/ironserve lab down demo
