@@ -122,3 +122,21 @@ def test_prune_removes_stale_and_least_recently_used_layers(tmp_path, monkeypatc
     removed = layers.prune({"base": "k1", "gpu": "k2", "net": "k3"}, cap_bytes=300, log=lambda _m: None)
     assert [p.name for p in removed] == ["base-k1"]
     assert sorted(p.name for p in (tmp_path / "layers").iterdir()) == ["gpu-k2", "net-k3"]
+
+
+def test_a_builder_that_never_boots_is_taken_down(tmp_path, monkeypatch):
+    from ironserve.lab import lab, vm
+
+    monkeypatch.setenv("IRONSERVE_HOME", str(tmp_path))
+    downs = []
+
+    def never_answers(spec, *args, **kwargs):
+        raise vm.VmError("layer-base: no SSH on 127.0.0.1:2222 after 420 s")
+
+    monkeypatch.setattr(lab, "up", never_answers)
+    monkeypatch.setattr(lab, "down", lambda name, log=None: downs.append(name))
+    image = layers.image_for("base", "0123456789abcdef")
+    with pytest.raises(vm.VmError):
+        layers._build(Layer(name="base", stages=("base",)), "0123456789abcdef", image, tmp_path / "disk", None, print)
+    assert downs == ["layer-base"]
+    assert not image.folder.exists()

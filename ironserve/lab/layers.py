@@ -279,9 +279,10 @@ def _build(layer: Layer, key: str, image: LayerImage, parent_disk: Path, bundle:
         {"machines": [{"name": f"layer-{layer.name}"[:31], "cpus": 2, "memory_mb": 1536}]},
         name=f"layer-{layer.name}"[:31],
     )
-    state = lab.up(spec, bundle, log=log, backing=parent_disk)
     work = image.folder.with_name(image.folder.name + ".building")
     try:
+        # Inside the try: a machine that never answers (seen: a guest kernel panic) must be stopped too.
+        state = lab.up(spec, bundle, log=log, backing=parent_disk)
         inventory = lab.stage_inventory(Path(state["folder"]) / "inventory", state["machines"], layer.variables)
         if layer.prepare:
             prepared = _ssh(state, layer.prepare)
