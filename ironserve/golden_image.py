@@ -18,6 +18,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import yaml
+
 from ironserve import paths, stages
 from ironserve.lab.image import LAB_INITRAMFS_CONF, LAB_ONLY_FILES, ROOT_LABEL
 
@@ -169,6 +171,7 @@ def build(requested: list[str], output: Path, site: Path = paths.REPO_ROOT / "si
     from ironserve.bundle.build import build_for_roles
     from ironserve.lab import image as base_image
     from ironserve.lab import layers
+    from ironserve.lab.lab import LAB_GROUP_VARS
 
     chosen = choose_stages(requested, site)
     base = base_image.build(log=log)
@@ -188,7 +191,8 @@ def build(requested: list[str], output: Path, site: Path = paths.REPO_ROOT / "si
     record = {
         "stages": chosen,
         "left_for_first_boot": left,
-        "image_build": True,
+        # what the builder's inventory set (the lab's group variables), not what this code hopes
+        "image_build": bool(yaml.safe_load(LAB_GROUP_VARS.read_text()).get("ironserve_image_build")),
         "layer": {"name": layer.name, "key": key},
         "base_image": base_key,
         "bundle": identity,
