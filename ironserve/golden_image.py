@@ -21,6 +21,7 @@ from pathlib import Path
 import yaml
 
 from ironserve import paths, stages
+from ironserve.commands import run_step
 from ironserve.lab.image import LAB_INITRAMFS_CONF, LAB_ONLY_FILES, ROOT_LABEL
 
 RECORD_FORMAT = 1
@@ -80,19 +81,16 @@ def choose_stages(requested: list[str], site: Path) -> list[str]:
 
 
 def _run(step: str, argv: list[str]) -> subprocess.CompletedProcess:
-    result = subprocess.run(argv, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise ExportError(f"image export, {step}: {' '.join(argv[:2])} failed: {result.stderr.strip()[-800:]}")
-    return result
+    return run_step(f"image export, {step}", argv, ExportError)
 
 
-def _debugfs(raw: Path, request: str, write: bool = False) -> str:
+def debugfs(raw: Path, request: str, write: bool = False) -> str:
     return _run(request, ["debugfs", *(["-w"] if write else []), "-R", request, str(raw)]).stdout
 
 
-def _boot_files(raw: Path) -> tuple[str, list[str]]:
+def _kernel(raw: Path) -> str:
     # debugfs ls -p: /inode/mode/uid/gid/name/size/ per entry
-    names = [line.split("/")[5] for line in _debugfs(raw, "ls -p /boot").splitlines() if line.count("/") >= 6]
+    names = [line.split("/")[5] for line in debugfs(raw, "ls -p /boot").splitlines() if line.count("/") >= 6]
     versions = [n.removeprefix("vmlinuz-") for n in names if n.startswith("vmlinuz-")]
     versions = [v for v in versions if f"initrd.img-{v}" in names]
     # The base image has one kernel and no stage installs another; two would leave the boot choice to guesswork.
@@ -101,7 +99,7 @@ def _boot_files(raw: Path) -> tuple[str, list[str]]:
             f"image export: the image's /boot must hold exactly one kernel with its initramfs; it has "
             f"{', '.join(versions) or 'none'} (files: {', '.join(names)})"
         )
-    return versions[0], names
+    return versions[0]
 
 
 def _sha256(path: Path) -> str:
@@ -119,31 +117,31 @@ def export(disk: Path, output: Path, record: dict) -> dict:
         raw = Path(scratch) / "rootfs.raw"
         _run("flatten", ["qemu-img", "convert", "-O", "raw", str(disk), str(raw)])
         identity = {
-            "machine_id_empty": _debugfs(raw, "cat /etc/machine-id").strip() == "",
-            "host_keys": [n for n in _debugfs(raw, "ls /etc/ssh").split() if n.startswith("ssh_host_")],
-            "root_authorized_keys": bool(_debugfs(raw, "stat /root/.ssh/authorized_keys").strip()),
+            "machine_id_empty": debugfs(raw, "cat /etc/machine-id").strip() == "",
+            "host_keys": [n for n in debugfs(raw, "ls /etc/ssh").split() if n.startswith("ssh_host_")],
+            "root_authorized_keys": bool(debugfs(raw, "stat /root/.ssh/authorized_keys").strip()),
         }
         if not identity["machine_id_empty"] or identity["host_keys"] or identity["root_authorized_keys"]:
             raise ExportError(f"image export: the builder's identity is still in the image: {identity}")
         # /etc/hostname: the builder's name; without the file the host takes the one its provisioning gives.
         for path in (*LAB_ONLY_FILES, "/etc/fstab", "/etc/hostname"):
-            if _debugfs(raw, f"stat {path}").strip():
-                _debugfs(raw, f"rm {path}", write=True)
+            if debugfs(raw, f"stat {path}").strip():
+                debugfs(raw, f"rm {path}", write=True)
         for content, path in ((FSTAB, "/etc/fstab"), (HOST_KEYS_UNIT, HOST_KEYS_UNIT_PATH)):
             local = Path(scratch) / Path(path).name
             local.write_text(content)
             local.chmod(0o644)
-            _debugfs(raw, f"write {local} {path}", write=True)
+            debugfs(raw, f"write {local} {path}", write=True)
         wants = "/etc/systemd/system/multi-user.target.wants/" + Path(HOST_KEYS_UNIT_PATH).name
-        _debugfs(raw, f"symlink {wants} {HOST_KEYS_UNIT_PATH}", write=True)
-        kernel, _ = _boot_files(raw)
+        debugfs(raw, f"symlink {wants} {HOST_KEYS_UNIT_PATH}", write=True)
+        kernel = _kernel(raw)
         for source, name in ((f"/boot/vmlinuz-{kernel}", "vmlinuz"), (f"/boot/initrd.img-{kernel}", "initrd.img")):
-            _debugfs(raw, f"dump {source} {Path(scratch) / name}")
+            debugfs(raw, f"dump {source} {Path(scratch) / name}")
             shutil.move(Path(scratch) / name, output / name)
         skipped = {}
         for stage, path in STATE_RECORDS.items():
             if stage in record["stages"]:
-                text = _debugfs(raw, f"cat {path}")
+                text = debugfs(raw, f"cat {path}")
                 skipped[stage] = json.loads(text).get("skipped", []) if text.strip() else ["(no record found)"]
         _run("convert", ["qemu-img", "convert", "-O", "qcow2", str(raw), str(output / "rootfs.qcow2")])
     files = {

@@ -43,10 +43,6 @@ def root_fs(record, tmp_path_factory) -> Path:
     return raw
 
 
-def _debugfs(raw: Path, request: str) -> str:
-    return subprocess.run(["debugfs", "-R", request, str(raw)], capture_output=True, text=True, check=True).stdout
-
-
 def test_the_record_says_what_the_image_holds_and_what_is_left(record):
     site = [stage.name for stage in stages.from_site(paths.REPO_ROOT / "site.yml")]
     assert record["stages"] == STAGES
@@ -71,7 +67,7 @@ def test_the_disk_stands_alone(record):
 
 
 def test_the_base_stage_is_in_it_and_the_lab_is_not(root_fs):
-    status = _debugfs(root_fs, "cat /var/lib/dpkg/status")
+    status = golden_image.debugfs(root_fs, "cat /var/lib/dpkg/status")
     installed = {
         block.split("\n", 1)[0].removeprefix("Package: ")
         for block in status.split("\n\n")
@@ -79,12 +75,12 @@ def test_the_base_stage_is_in_it_and_the_lab_is_not(root_fs):
     }
     baseline = yaml.safe_load((paths.REPO_ROOT / "roles/host_baseline/vars/Debian.yml").read_text())
     assert set(baseline["host_baseline_packages"]) <= installed
-    assert "Types: deb" in _debugfs(root_fs, "cat /etc/apt/sources.list.d/ironserve.sources")
+    assert "Types: deb" in golden_image.debugfs(root_fs, "cat /etc/apt/sources.list.d/ironserve.sources")
     for path in golden_image.LAB_ONLY_FILES:
-        assert _debugfs(root_fs, f"stat {path}") == "", path
-    assert _debugfs(root_fs, "cat /etc/fstab") == golden_image.FSTAB
-    assert _debugfs(root_fs, "cat /etc/machine-id").strip() == ""
-    assert _debugfs(root_fs, "stat /etc/hostname") == ""
+        assert golden_image.debugfs(root_fs, f"stat {path}") == "", path
+    assert golden_image.debugfs(root_fs, "cat /etc/fstab") == golden_image.FSTAB
+    assert golden_image.debugfs(root_fs, "cat /etc/machine-id").strip() == ""
+    assert golden_image.debugfs(root_fs, "stat /etc/hostname") == ""
 
 
 def test_it_boots_on_its_own_kernel_and_makes_its_own_host_keys(record, tmp_path):
