@@ -10,7 +10,7 @@ APT_PACKAGES := qemu-system-x86 qemu-utils mmdebstrap apt-utils gnupg iproute2 o
 	debian-archive-keyring ca-certificates python3-venv systemd-container
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Longest first: the bench runner starts them in this order, two at a time where cores and memory allow.
-SCENARIOS ?= network light storage gpu-stack inference probe smoke
+SCENARIOS ?= network light storage gpu-stack inference probe
 BENCH_JOBS ?= 2
 BENCH_STRATEGY ?= mitogen
 # Outside the main suite: the NVIDIA DKMS build under TCG (see docs/bench.md for its time).

@@ -8,7 +8,7 @@ from bench.run_scenarios import Needs
 
 def test_needs_are_read_from_the_scenario_platforms():
     assert bench.scenario_needs("network") == Needs(cpus=2, memory_mb=2048)
-    assert bench.scenario_needs("smoke") == Needs(cpus=4, memory_mb=2048)
+    assert bench.scenario_needs("probe") == Needs(cpus=3, memory_mb=1792)
     assert bench.scenario_needs("light") == Needs(cpus=0, memory_mb=1024)  # native processes, no vCPU
 
 

@@ -1,4 +1,5 @@
-"""Smoke: the bench boots machines that match their declaration, on networks that reach nothing else.
+"""The bench's own proof: it boots machines that match their declaration, on networks that reach nothing else,
+with the bundle as their only package source. Run on both of the probe scenario's machines (two disk sets).
 
 Expectations come from molecule.yml as it reads at verify time, not from the lab's own record of what
 it booted: a declaration changed after create (three NVMe drives instead of two) fails here.
@@ -97,7 +98,7 @@ def test_data_segment_carries_vlan_tagged_frames():
     """Two machines talk over an 802.1Q VLAN on their data NICs (created for the test, then removed)."""
     first, second = list(MACHINES.values())[:2]
     hosts = {m.name: _peer(m.name) for m in (first, second)}
-    vlan = "smokevlan42"
+    vlan = "benchvlan42"
     try:
         for machine in (first, second):
             parent = _nic_by_mac(hosts[machine.name], machine.data_mac)
