@@ -8,9 +8,7 @@ removed. Caches (base image, bundle) stay: they are shared and keyed by their co
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -24,7 +22,7 @@ import yaml
 from ironserve import paths
 from ironserve.bundle.build import Bundle
 from ironserve.lab import image as base_image
-from ironserve.lab import light, segment, vm
+from ironserve.lab import light, processes, segment, vm
 from ironserve.lab.spec import BUNDLE_GUEST_ADDRESS, LabSpec
 
 DEFAULT_BOOT_TIMEOUT = 420.0
@@ -365,26 +363,6 @@ def up(
     return state
 
 
-def _stop_process(pid: int | None, marker: str) -> None:
-    if not pid:
-        return
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return
-    if marker.encode() not in cmdline:
-        return
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    for _ in range(50):
-        if not Path(f"/proc/{pid}").exists():
-            return
-        time.sleep(0.1)
-    os.kill(pid, signal.SIGKILL)
-
-
 def _remove_folder(folder: Path) -> None:
     """Remove a lab's folder, unmounting first whatever a light machine left mounted in it: deleting through a
     mounted overlay would write whiteouts instead of removing anything."""
@@ -408,7 +386,7 @@ def down(name: str, log=print) -> bool:
             light.stop(machine)
         else:
             vm.stop(machine["pid"], Path(machine["folder"]))
-    _stop_process(state.get("bundle_server_pid"), "bundle")
+    processes.stop(state.get("bundle_server_pid"), lambda pid: processes.names(pid, "bundle"), 5.0)
     segment.remove(state["bridge"], state["taps"])
     _remove_folder(folder)
     log(f"lab {name}: down")

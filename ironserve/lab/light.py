@@ -31,7 +31,7 @@ from pathlib import Path
 
 from ironserve import paths
 from ironserve.commands import run_step
-from ironserve.lab import vm
+from ironserve.lab import processes, vm
 from ironserve.lab.spec import BUNDLE_GUEST_ADDRESS, MGMT_GUEST_ADDRESS, MGMT_PREFIX, Machine
 
 NSPAWN_STATE = Path("/run/systemd/nspawn")
@@ -252,29 +252,11 @@ def _connect(plan: LightPlan, nspawn_pid: int, inside: dict[str, str]) -> dict:
 
 def is_ours(pid: int | None, folder: Path) -> bool:
     """True when pid is a process (nspawn or the forward helper) started for this machine's folder."""
-    if not pid:
-        return False
-    try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return any(str(folder).encode() in arg for arg in argv)
+    return processes.names(pid, str(folder))
 
 
 def _signal_and_wait(pid: int | None, folder: Path, sig: int, grace: float) -> None:
-    if not is_ours(pid, folder):
-        return
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace
-    while is_ours(pid, folder) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    if is_ours(pid, folder):
-        os.kill(pid, signal.SIGKILL)
-        while is_ours(pid, folder):
-            time.sleep(0.1)
+    processes.stop(pid, lambda candidate: is_ours(candidate, folder), grace, sig)
 
 
 def stop(entry: dict, grace: float = 20.0) -> None:

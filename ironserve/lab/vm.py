@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import base64
 import os
-import signal
 import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ironserve.lab import processes
 from ironserve.lab.image import BaseImage
 from ironserve.lab.spec import BUNDLE_GUEST_ADDRESS, BUNDLE_GUEST_PORT, MGMT_GUEST_ADDRESS, MGMT_PREFIX, Machine
 
@@ -207,11 +207,8 @@ def read_pid(pidfile: Path) -> int:
 
 def is_our_qemu(pid: int, folder: Path) -> bool:
     """True when pid is a QEMU started for this folder (guards against a reused pid)."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return bool(cmdline) and b"qemu-system" in cmdline[0] and any(str(folder).encode() in arg for arg in cmdline)
+    argv = processes.cmdline(pid)
+    return bool(argv) and b"qemu-system" in argv[0] and any(str(folder).encode() in arg for arg in argv)
 
 
 def _console_text(plan) -> str:
@@ -282,14 +279,4 @@ def wait_for_ssh(plan, key: Path, pid: int, timeout: float, alive=is_our_qemu) -
 
 def stop(pid: int, folder: Path, grace: float = 10.0) -> None:
     """Stop a machine's QEMU by pid: TERM, then KILL after the grace period."""
-    if not is_our_qemu(pid, folder):
-        return
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if not is_our_qemu(pid, folder):
-            return
-        time.sleep(0.2)
-    os.kill(pid, signal.SIGKILL)
-    while is_our_qemu(pid, folder):
-        time.sleep(0.1)
+    processes.stop(pid, lambda candidate: is_our_qemu(candidate, folder), grace)
