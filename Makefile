@@ -67,8 +67,8 @@ test: lint unit molecule golden-image
 
 # Each benchmark prints ratios measured side by side in one run; docs/benchmarks.md says what each measured.
 bench: setup
-	$(BIN)/python tests/bench/controller_cost.py --hosts 1,10,20 --strategy linear --out artifacts/bench/controller-linear.md
-	$(BIN)/python tests/bench/controller_cost.py --hosts 1,10,20 --strategy mitogen --out artifacts/bench/controller-mitogen.md
+	$(BIN)/python tests/bench/controller_cost.py --hosts 1,10,50 --strategy linear --out artifacts/bench/controller-linear.md
+	$(BIN)/python tests/bench/controller_cost.py --hosts 1,10,50 --strategy mitogen --out artifacts/bench/controller-mitogen.md
 	cat artifacts/bench/controller-linear.md artifacts/bench/controller-mitogen.md
 
 test-slow: setup
