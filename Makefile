@@ -69,7 +69,8 @@ test: lint unit molecule golden-image
 bench: setup
 	$(BIN)/python tests/bench/controller_cost.py --hosts 1,10,50 --strategy linear --out artifacts/bench/controller-linear.md
 	$(BIN)/python tests/bench/controller_cost.py --hosts 1,10,50 --strategy mitogen --out artifacts/bench/controller-mitogen.md
-	cat artifacts/bench/controller-linear.md artifacts/bench/controller-mitogen.md
+	$(BIN)/python tests/bench/site_floor.py --out artifacts/bench/site-floor.md
+	cat artifacts/bench/controller-linear.md artifacts/bench/controller-mitogen.md artifacts/bench/site-floor.md
 
 test-slow: setup
 	$(MAKE) molecule SCENARIOS="$(SLOW_SCENARIOS)"
