@@ -124,3 +124,15 @@ def test_an_image_that_still_has_the_builders_identity_is_refused(tmp_path):
         golden_image.export(_builder_disk(tmp_path, identity_left=True), tmp_path / "image", {"stages": ["base"]})
     assert "'host_keys': ['ssh_host_ed25519_key']" in str(refused.value)
     assert list((tmp_path / "image").iterdir()) == []
+
+
+@needs_tools
+def test_a_cached_layer_serves_only_with_the_base_images_own_initramfs(tmp_path):
+    disk = _builder_disk(tmp_path)
+    same, other = tmp_path / "same.img", tmp_path / "other.img"
+    same.write_bytes(b"initramfs")
+    other.write_bytes(b"initramfs rebuilt with MODULES=dep")
+    record = golden_image.export_if_unrebuilt(disk, tmp_path / "a", {"stages": ["base"]}, same)
+    assert record is not None
+    assert record["stages"] == ["base"]
+    assert golden_image.export_if_unrebuilt(disk, tmp_path / "b", {"stages": ["base"]}, other) is None

@@ -140,3 +140,17 @@ def test_a_builder_that_never_boots_is_taken_down(tmp_path, monkeypatch):
         layers._build(Layer(name="base", stages=("base",)), "0123456789abcdef", image, tmp_path / "disk", None, print)
     assert downs == ["layer-base"]
     assert not image.folder.exists()
+
+
+def test_a_layer_is_found_by_its_content_key_whatever_its_name(tmp_path, monkeypatch):
+    monkeypatch.setenv("IRONSERVE_HOME", str(tmp_path))
+    parent = tmp_path / "parent.qcow2"
+    parent.write_bytes(b"p")
+    folder = layers.image_for("base", "abc123").folder
+    folder.mkdir(parents=True)
+    (folder / "disk.qcow2").write_bytes(b"x")
+    (folder / "manifest.json").write_text(f'{{"backing": "{parent}"}}')
+    assert layers.find_by_key("abc123").folder == folder
+    assert layers.find_by_key("abc12") is None
+    parent.unlink()  # a layer whose backing is gone is not usable
+    assert layers.find_by_key("abc123") is None

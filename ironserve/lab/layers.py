@@ -230,6 +230,16 @@ def image_for(name: str, key: str) -> LayerImage:
     return LayerImage(paths.layers_dir() / f"{name}-{key}")
 
 
+def find_by_key(key: str) -> LayerImage | None:
+    """A usable cached layer with this content key, whatever its name (the key holds no name)."""
+    for folder in sorted(paths.layers_dir().glob(f"*-{key}")):
+        image = LayerImage(folder)
+        if folder.is_dir() and _usable(image):
+            image.manifest.touch()
+            return image
+    return None
+
+
 def _usable(image: LayerImage) -> bool:
     if not image.manifest.exists() or not image.disk.exists():
         return False
