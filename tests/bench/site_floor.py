@@ -151,7 +151,12 @@ def _floor_inputs(first: dict, second: dict, history_start: int) -> dict[str, by
         for line in history.splitlines()
         if line.startswith("Commandline: ") and re.search(r"\b(install|remove|purge)\b", line)
     ]
-    units = _ssh(first, "systemctl list-unit-files 'ironserve-*' --state=enabled --no-legend | cut -d' ' -f1").decode()
+    # the lab's own seed unit is the image's, not the converge's
+    units = _ssh(
+        first,
+        "systemctl list-unit-files 'ironserve-*' --state=enabled --no-legend | cut -d' ' -f1"
+        " | grep -v '^ironserve-lab-'",
+    ).decode()
     group_vars = _group_vars()
     cold = yaml.safe_load((paths.REPO_ROOT / "roles/cold_tier/vars/Debian.yml").read_text())["cold_tier_binaries"]
     defaults = yaml.safe_load((paths.REPO_ROOT / "roles/cold_tier/defaults/main.yml").read_text())
