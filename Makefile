@@ -75,9 +75,10 @@ bench: setup
 test-slow: setup
 	$(MAKE) molecule SCENARIOS="$(SLOW_SCENARIOS)"
 
+# The demo runs over the bench's connection strategy (BENCH_STRATEGY=linear: plain SSH, as a site runs by default).
 demo: setup
 	$(BIN)/ironserve lab up
-	$(BIN)/ironserve run --inventory inventories/lab
+	$(BIN)/python tests/bench/with_strategy.py $(BENCH_STRATEGY) $(BIN)/ironserve run --inventory inventories/lab
 	$(BIN)/ironserve lab status demo
 	$(BIN)/ironserve report
 	$(BIN)/python tests/bench/run_profile.py
