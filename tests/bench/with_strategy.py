@@ -1,6 +1,6 @@
 """Run a command with the bench's Ansible connection strategy (how make demo runs ironserve run).
 
-    python tests/bench/with_strategy.py mitogen|linear COMMAND [ARG...]
+python tests/bench/with_strategy.py mitogen|linear COMMAND [ARG...]
 """
 
 from __future__ import annotations
