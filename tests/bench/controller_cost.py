@@ -35,6 +35,7 @@ from ironserve.lab.spec import lab_from_dict
 from ironserve.lab.verify import ansible_env
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import tables
 from run_scenarios import strategy_env
 
 LAB = "bench-ctl"
@@ -149,10 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sizes = sorted({int(n) for n in args.hosts.split(",")})
     rows = measure(sizes, args.strategy, args.forks, args.machines)
-    text = report(rows, args.strategy, args.forks, "python " + " ".join([sys.argv[0], *(argv or sys.argv[1:])]))
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text)
+    tables.publish(report(rows, args.strategy, args.forks, tables.command(argv)), args.out)
     return 0
 
 

@@ -34,6 +34,9 @@ from ironserve.lab import lab, vm
 from ironserve.lab.spec import lab_from_dict
 from ironserve.lab.verify import ansible_env
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import tables
+
 LAB = "bench-site"
 DEMO = paths.REPO_ROOT / "inventories" / "lab"
 SCRIPT = Path(__file__).with_name("site_floor.sh")
@@ -245,10 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         result = measure(folder)
     finally:
         lab.down(LAB, log=lambda _m: None)
-    text = report(result, "python " + " ".join([sys.argv[0], *(argv or sys.argv[1:])]))
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text)
+    tables.publish(report(result, tables.command(argv)), args.out)
     return 0
 
 
