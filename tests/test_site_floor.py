@@ -40,3 +40,7 @@ def test_the_floor_spec_is_the_demo_lab_with_its_declared_macs_and_free_ports():
     assert [m.name for m in machines] == ["gpu-a", "gpu-b"]
     assert machines[0].mgmt_mac == "52:54:2a:d5:44:5c"
     assert all(m.ssh_port is None for m in machines)
+
+
+def test_the_data_address_is_the_subnet_with_the_host_index_and_prefix():
+    assert site_floor._data_address({"data_network_host_index": 12}) == "10.99.0.12/24"

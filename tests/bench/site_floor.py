@@ -62,11 +62,21 @@ def _group_vars() -> dict:
     return yaml.safe_load(lab.LAB_GROUP_VARS.read_text())
 
 
+def _host_vars(name: str) -> dict:
+    return yaml.safe_load((DEMO / "host_vars" / f"{name}.yml").read_text())
+
+
+def _data_address(host_vars: dict) -> str:
+    """The host's data-plane address with its prefix, as data_network renders it (10.99.0.12/24)."""
+    network, prefix = _group_vars()["data_network_subnet"].split("/")
+    return f"{network.rsplit('.', 1)[0]}.{host_vars['data_network_host_index']}/{prefix}"
+
+
 def spec():
     """The demo lab's two machines under another name, with their declared MACs and free SSH ports."""
     data = yaml.safe_load((DEMO / "lab.yml").read_text())
     for machine in data["machines"]:
-        host_vars = yaml.safe_load((DEMO / "host_vars" / f"{machine['name']}.yml").read_text())
+        host_vars = _host_vars(machine["name"])
         machine.pop("ssh_port", None)
         machine["mgmt_mac"] = host_vars["mgmt_network_mac"]
         machine["data_mac"] = host_vars["data_network_macs"][0]
@@ -134,20 +144,19 @@ def twin_tar(raw: bytes, swaps: dict[str, str]) -> bytes:
 def _twin_files(first: dict, first_vars: dict, second_vars: dict) -> bytes:
     """The files the converge wrote on ``first``, for its twin: networkd's with the twin's MACs and address."""
     raw = _ssh(first, f"cd / && ls -d {' '.join(ROLE_FILES)} 2>/dev/null | sed 's|^/||' | tar -c -f - -T -")
-    subnet = _group_vars()["data_network_subnet"].rsplit(".", 1)[0]
     return twin_tar(
         raw,
         {
             first_vars["mgmt_network_mac"]: second_vars["mgmt_network_mac"],
             first_vars["data_network_macs"][0]: second_vars["data_network_macs"][0],
-            f"{subnet}.{first_vars['data_network_host_index']}/": f"{subnet}.{second_vars['data_network_host_index']}/",
+            # the address up to its prefix: 10.99.0.11/ cannot match 10.99.0.110/
+            _data_address(first_vars).split("/")[0] + "/": _data_address(second_vars).split("/")[0] + "/",
         },
     )
 
 
 def _floor_inputs(first: dict, second: dict, history_start: int) -> dict[str, bytes]:
-    first_vars = yaml.safe_load((DEMO / "host_vars" / f"{first['name']}.yml").read_text())
-    second_vars = yaml.safe_load((DEMO / "host_vars" / f"{second['name']}.yml").read_text())
+    first_vars, second_vars = _host_vars(first["name"]), _host_vars(second["name"])
     history = _ssh(first, f"tail -n +{history_start + 1} /var/log/apt/history.log").decode()
     transactions = [
         line.removeprefix("Commandline: ")
@@ -164,11 +173,10 @@ def _floor_inputs(first: dict, second: dict, history_start: int) -> dict[str, by
     cold = yaml.safe_load((paths.REPO_ROOT / "roles/cold_tier/vars/Debian.yml").read_text())["cold_tier_binaries"]
     defaults = yaml.safe_load((paths.REPO_ROOT / "roles/cold_tier/defaults/main.yml").read_text())
     mgmt_address = group_vars["mgmt_network_address"].split("/")[0]
-    subnet = group_vars["data_network_subnet"]
     env = {
         "HOT_DEVICES": " ".join(second_vars["hot_tier_devices"]),
         "WARM_DEVICES": " ".join(second_vars["warm_tier_devices"]),
-        "DATA_ADDRESS": f"{subnet.rsplit('.', 1)[0]}.{second_vars['data_network_host_index']}/{subnet.split('/')[1]}",
+        "DATA_ADDRESS": _data_address(second_vars),
         "BUNDLE_URL": group_vars["package_source_bundle_url"],
         "S3_ADDRESS": mgmt_address,
         "BUCKETS": " ".join(defaults["cold_tier_buckets"]),
