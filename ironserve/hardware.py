@@ -1,14 +1,24 @@
 """Hardware rules: accelerator models by PCI id, their architecture and what each architecture can do.
 
 The one place these rules live. The probe module uses it on the target (module_utils/ironserve_hardware.py
-is a link to this file, so it must stay stdlib-only and import nothing from ironserve), the preflight
-filters and the CLI use it on the controller.
+is a link to this file, so it must stay stdlib-only and import nothing from ironserve but the generated
+nvidia_devices data), the preflight filters and the CLI use it on the controller.
 
-PCI device ids are from the PCI ID Repository (pci.ids, Debian package pci.ids 0.0~2025.06.09);
+Which NVIDIA devices a driver release drives, their names and which the open kernel modules drive come from
+NVIDIA's own lists in the bundle's driver packages (nvidia_devices.py, written by tools/nvidia_device_list.py).
+The table below keeps only what those lists lack: memory, form factor and the SKUs the planner sizes for. A device
+no table names gets its architecture from its chip family's device-id range, and its name from the host's
+pci.ids; with the driver loaded, nvidia-smi's name, memory and compute capability win (the probe).
+PCI device ids of the table are from the PCI ID Repository (pci.ids, Debian package pci.ids 0.0~2025.06.09);
 memory sizes and compute capabilities from the vendors' data sheets and CUDA's compute capability table.
 """
 
 from __future__ import annotations
+
+try:  # on the target, through Ansible's module_utils; on the controller, the package itself
+    from ansible.module_utils import ironserve_nvidia_devices as nvidia_lists
+except ImportError:  # pragma: no cover - the controller and the unit tests
+    from ironserve import nvidia_devices as nvidia_lists
 
 NVIDIA_VENDOR = "0x10de"
 AMD_VENDOR = "0x1002"
@@ -20,6 +30,22 @@ NVSWITCH_CLASS = "0x0680"
 # Per architecture: CUDA compute capability (or the AMD gfx target), whether NVIDIA's open kernel modules
 # are unsupported, supported or required, FP8 tensor support, and the oldest driver branch that runs it.
 ARCHITECTURES: dict[str, dict] = {
+    "kepler": {
+        "vendor": "nvidia",
+        "compute_capability": "3.5",
+        "open_kernel_module": "unsupported",
+        "fp8": False,
+        "min_driver_branch": 319,
+        "max_driver_branch": 470,
+    },
+    "maxwell": {
+        "vendor": "nvidia",
+        "compute_capability": "5.0",
+        "open_kernel_module": "unsupported",
+        "fp8": False,
+        "min_driver_branch": 340,
+        "max_driver_branch": 580,
+    },
     "pascal": {
         "vendor": "nvidia",
         "compute_capability": "6.0",
@@ -142,11 +168,13 @@ _MODELS: dict[tuple[str, str], tuple[str, str, int, bool]] = {
     (NVIDIA_VENDOR, "0x26b1"): ("RTX 6000 Ada Generation", "ada", 48, False),
     (NVIDIA_VENDOR, "0x26b5"): ("L40", "ada", 48, False),
     (NVIDIA_VENDOR, "0x26b9"): ("L40S", "ada", 48, False),
+    (NVIDIA_VENDOR, "0x26ba"): ("L20", "ada", 48, False),
     (NVIDIA_VENDOR, "0x27b8"): ("L4", "ada", 24, False),
     (NVIDIA_VENDOR, "0x2321"): ("H100 NVL 94GB", "hopper", 94, False),
     (NVIDIA_VENDOR, "0x2324"): ("H800 SXM5 80GB", "hopper", 80, True),
     (NVIDIA_VENDOR, "0x2330"): ("H100 SXM5 80GB", "hopper", 80, True),
     (NVIDIA_VENDOR, "0x2331"): ("H100 PCIe 80GB", "hopper", 80, False),
+    (NVIDIA_VENDOR, "0x2329"): ("H20 96GB", "hopper", 96, True),
     (NVIDIA_VENDOR, "0x2335"): ("H200 SXM 141GB", "hopper", 141, True),
     (NVIDIA_VENDOR, "0x233b"): ("H200 NVL 141GB", "hopper", 141, False),
     (NVIDIA_VENDOR, "0x2342"): ("GH200 96GB", "hopper", 96, True),
@@ -154,8 +182,9 @@ _MODELS: dict[tuple[str, str], tuple[str, str, int, bool]] = {
     (NVIDIA_VENDOR, "0x2941"): ("GB200 186GB", "blackwell", 186, True),
     (NVIDIA_VENDOR, "0x2b85"): ("GeForce RTX 5090", "blackwell-gb20x", 32, False),
     (NVIDIA_VENDOR, "0x2bb5"): ("RTX PRO 6000 Blackwell Server Edition", "blackwell-gb20x", 96, False),
-    (AMD_VENDOR, "0x7408"): ("Instinct MI250X", "cdna2", 128, True),
-    (AMD_VENDOR, "0x740c"): ("Instinct MI250X/MI250", "cdna2", 128, True),
+    # MI250 and MI250X carry two dies (GCDs); the kernel exposes each as its own PCI device with 64 GiB of HBM.
+    (AMD_VENDOR, "0x7408"): ("Instinct MI250X", "cdna2", 64, True),
+    (AMD_VENDOR, "0x740c"): ("Instinct MI250X/MI250", "cdna2", 64, True),
     (AMD_VENDOR, "0x740f"): ("Instinct MI210", "cdna2", 64, False),
     (AMD_VENDOR, "0x74a1"): ("Instinct MI300X", "cdna3", 192, True),
     (AMD_VENDOR, "0x74a5"): ("Instinct MI325X", "cdna3", 256, True),
@@ -197,9 +226,32 @@ PROFILES: dict[str, dict] = {
 }
 
 
+def sized_models() -> list[tuple[str, str, int, bool]]:
+    """The table's models (name, architecture, memory GiB, NVLink form): the ones the planner can size."""
+    return list(_MODELS.values())
+
+
+def _model_key(name: str) -> str:
+    return " ".join(name.lower().replace("-", " ").removeprefix("nvidia ").split())
+
+
+def model_names() -> dict[str, tuple[str, str]]:
+    """Every model name the rules can plan for -> (vendor, device id): the table's and NVIDIA's list's."""
+    names = {name: (NVIDIA_VENDOR, device) for device, name in nvidia_lists.CURRENT.items()}
+    names.update({known[0]: key for key, known in _MODELS.items()})
+    return names
+
+
 def find_models(text: str) -> list[tuple[str, str]]:
-    """(vendor, device id) of every known accelerator whose model contains ``text`` (case-insensitive)."""
-    return [key for key, known in _MODELS.items() if text.lower() in known[0].lower()]
+    """(vendor, device id) of the models ``text`` names: an exact name first (case, dashes and NVIDIA's "NVIDIA "
+    prefix aside: 'L4' is the L4, not the L40), else every name it is a prefix of (one is a match, several are
+    ambiguous: 'H100 SXM' names one, 'A100' several)."""
+    wanted = _model_key(text)
+    names = model_names()
+    exact = sorted({key for name, key in names.items() if _model_key(name) == wanted})
+    if exact or not wanted:
+        return exact
+    return sorted({key for name, key in names.items() if _model_key(name).startswith(wanted)})
 
 
 def normalise_id(value: str) -> str:
@@ -210,33 +262,122 @@ def normalise_id(value: str) -> str:
     return "0x" + text.zfill(4)
 
 
-def describe_gpu(vendor: str, device: str) -> dict:
-    """Everything the rules know of one accelerator; unknown ids say so instead of guessing."""
-    vendor, device = normalise_id(vendor), normalise_id(device)
-    known = _MODELS.get((vendor, device))
-    if known is None:
-        brand = {NVIDIA_VENDOR: "nvidia", AMD_VENDOR: "amd"}.get(vendor, "unknown")
-        return {
-            "vendor": brand,
-            "device_id": device,
-            "model": f"unknown {brand} device {device}",
-            "architecture": None,
-            "compute_capability": None,
-            "memory_gib": None,
-            "open_kernel_module": None,
-            "fp8": None,
-            "known": False,
-            "high_bandwidth_form": None,
-        }
-    model, architecture, memory, sxm = known
+# NVIDIA allocates device ids per chip, so a family's ids lie in ranges: the architecture of a device no table
+# names. Ranges read from the ids of each family in NVIDIA's lists (nvidia_devices.py) and pci.ids.
+NVIDIA_FAMILY_RANGES: tuple[tuple[int, int, str], ...] = (
+    (0x0FC0, 0x103F, "kepler"),  # GK107, GK110/GK210
+    (0x1180, 0x12BF, "kepler"),  # GK104, GK106, GK208
+    (0x1340, 0x13FF, "maxwell"),  # GM107, GM108, GM204
+    (0x1400, 0x143F, "maxwell"),  # GM206
+    (0x1617, 0x167F, "maxwell"),  # GM204 mobile
+    (0x1740, 0x17FF, "maxwell"),  # GM108, GM200
+    (0x15F0, 0x15FF, "pascal"),  # GP100
+    (0x1B00, 0x1D7F, "pascal-gp10x"),  # GP102 to GP108
+    (0x1D80, 0x1DBF, "volta"),  # GV100
+    (0x1E00, 0x1FFF, "turing"),  # TU102, TU104, TU106, TU117
+    (0x2180, 0x21FF, "turing"),  # TU116
+    (0x2080, 0x20FF, "ampere"),  # GA100
+    (0x2200, 0x25FF, "ampere-ga10x"),  # GA102 to GA107
+    (0x2300, 0x23FF, "hopper"),  # GH100
+    (0x2680, 0x28FF, "ada"),  # AD102 to AD107
+    (0x2900, 0x29FF, "blackwell"),  # GB100, GB102
+    (0x2B00, 0x2FFF, "blackwell-gb20x"),  # GB202 to GB207
+)
+# nvidia-smi's compute capability names the architecture exactly (Kepler and Maxwell span several).
+ARCHITECTURE_OF_CAPABILITY = {
+    facts["compute_capability"]: name for name, facts in reversed(ARCHITECTURES.items()) if facts["vendor"] == "nvidia"
+}
+
+
+def nvidia_family(device: str) -> str | None:
+    """The architecture of an NVIDIA device id by its chip family's id range; None outside every range."""
+    try:
+        number = int(normalise_id(device), 16)
+    except ValueError:
+        return None
+    return next((arch for low, high, arch in NVIDIA_FAMILY_RANGES if low <= number <= high), None)
+
+
+def pci_ids_name(pci_ids: str | None, vendor: str, device: str) -> str | None:
+    """A device's name from the text of a pci.ids file (Debian's pci.ids package), or None."""
+    if not pci_ids:
+        return None
+    vendor_key, device_key = normalise_id(vendor)[2:], normalise_id(device)[2:]
+    in_vendor = False
+    for line in pci_ids.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        if not line.startswith("\t"):
+            if in_vendor:
+                return None
+            in_vendor = line[:4].lower() == vendor_key
+        elif in_vendor and not line.startswith("\t\t") and line[1:5].lower() == device_key:
+            return line[5:].strip() or None
+    return None
+
+
+def _open_module_support(device: str, architecture: str | None) -> str | None:
+    """unsupported / supported / required by NVIDIA's open-modules list where the release lists the device."""
+    rule = ARCHITECTURES[architecture]["open_kernel_module"] if architecture else None
+    if device in nvidia_lists.OPEN_MODULES:
+        return "required" if rule == "required" else "supported"
+    if device in nvidia_lists.CURRENT or device in nvidia_lists.LEGACY:
+        return "unsupported"
+    return rule
+
+
+def _unknown(brand: str, device: str, name: str | None) -> dict:
     return {
+        "vendor": brand,
         "device_id": device,
-        "model": model,
-        "memory_gib": memory,
-        "known": True,
-        "high_bandwidth_form": sxm,
-        **architecture_facts(architecture),
+        "model": name or f"unknown {brand} device {device}",
+        "name_source": "pci.ids" if name else None,
+        "architecture": None,
+        "architecture_source": None,
+        "compute_capability": None,
+        "memory_gib": None,
+        "open_kernel_module": None,
+        "fp8": None,
+        "newest_driver_branch": None,
+        "known": False,
+        "high_bandwidth_form": None,
     }
+
+
+def describe_gpu(vendor: str, device: str, pci_name: str | None = None) -> dict:
+    """Everything the rules know of one accelerator; what they cannot know is None, never a guess.
+
+    ``known`` means the architecture is known (so the driver rules can decide); ``memory_gib`` stays None for a
+    device the table does not size, until nvidia-smi reports it. ``pci_name`` (from the host's pci.ids) names a
+    device no list knows. ``name_source`` says where the model name came from (None: nowhere).
+    """
+    vendor, device = normalise_id(vendor), normalise_id(device)
+    brand = {NVIDIA_VENDOR: "nvidia", AMD_VENDOR: "amd"}.get(vendor, "unknown")
+    known = _MODELS.get((vendor, device))
+    listed_name = nvidia_lists.CURRENT.get(device) if brand == "nvidia" else None
+    architecture = known[1] if known else nvidia_family(device) if brand == "nvidia" else None
+    if architecture is None:
+        facts = _unknown(brand, device, listed_name or pci_name)
+        if listed_name:
+            facts["name_source"] = "nvidia list"
+    else:
+        facts = {
+            **architecture_facts(architecture),
+            "device_id": device,
+            "model": known[0] if known else (listed_name or pci_name or f"NVIDIA {architecture} device {device}"),
+            "name_source": "table" if known else "nvidia list" if listed_name else "pci.ids" if pci_name else None,
+            "architecture_source": "table" if known else "device id range",
+            "memory_gib": known[2] if known else None,
+            "newest_driver_branch": None,
+            "known": True,
+            "high_bandwidth_form": known[3] if known else None,
+        }
+    if brand == "nvidia":
+        facts["open_kernel_module"] = _open_module_support(device, architecture)
+        facts["newest_driver_branch"] = nvidia_lists.LEGACY.get(device) or (
+            ARCHITECTURES[architecture].get("max_driver_branch") if architecture else None
+        )
+    return facts
 
 
 def architecture_facts(architecture: str) -> dict:
@@ -248,6 +389,28 @@ def architecture_facts(architecture: str) -> dict:
         "open_kernel_module": facts["open_kernel_module"],
         "fp8": facts["fp8"],
     }
+
+
+def with_driver_facts(gpu: dict, product_name: str | None, memory_mib: int | None, capability: str | None) -> dict:
+    """The GPU as the loaded driver reports it: nvidia-smi's name, memory and compute capability win over the
+    rules' (and its capability names the architecture of a device the rules could not place)."""
+    updated = dict(gpu)
+    if product_name:
+        updated["product_name"] = product_name
+        if gpu.get("architecture_source") != "table":
+            updated["model"] = product_name
+    if memory_mib:
+        updated["memory_mib"] = memory_mib
+        updated["memory_gib"] = round(memory_mib / 1024, 1)
+    if capability:
+        updated["compute_capability"] = capability
+        architecture = ARCHITECTURE_OF_CAPABILITY.get(capability)
+        if architecture and architecture != gpu.get("architecture"):
+            facts = architecture_facts(architecture)
+            updated.update(facts, architecture_source="nvidia-smi", known=True)
+            updated["compute_capability"] = capability
+            updated["open_kernel_module"] = _open_module_support(gpu["device_id"], architecture)
+    return updated
 
 
 def describe_jetson(device_tree_model: str) -> dict | None:
@@ -303,16 +466,37 @@ def _nvidia(gpus: list[dict]) -> list[dict]:
     return [g for g in gpus if g.get("vendor") == "nvidia" and g.get("architecture") != "ampere-orin"]
 
 
-def kernel_module_flavour(gpus: list[dict], override: str | None = None) -> str:
-    """'open' or 'proprietary' NVIDIA kernel modules for these GPUs.
+def _named(gpu: dict) -> str:
+    """How a problem names a device: its model, vendor and device id, and where it sits."""
+    where = f" at {gpu['pci_address']}" if gpu.get("pci_address") else ""
+    return f"{gpu.get('model') or 'a GPU'} ({gpu.get('vendor')} device {gpu.get('device_id')}){where}"
 
-    Turing and newer run the open modules (NVIDIA's default since branch 560), Blackwell only those;
-    Pascal and Volta only the proprietary ones: the wrong flavour installs cleanly and finds no device.
-    Without GPUs (an image build) the open flavour is chosen unless overridden.
+
+# Driver releases whose kernel module is known not to build on the distribution's kernels: (source, branch,
+# flavour) -> what was measured. auto never chooses these; an explicit nvidia_driver_flavour still may (another
+# kernel may build it), and the role then names the compiler's errors.
+KNOWN_MODULE_BUILD_FAILURES: dict[tuple[str, int, str], str] = {
+    ("distribution", 550, "open"): (
+        "Debian 13's open-flavour 550.163.01 module does not build for trixie's kernels (6.12: pci_resize_resource "
+        "takes a fourth argument; measured by the gpu-dkms bench scenario)"
+    ),
+}
+
+
+def kernel_module_flavour(
+    gpus: list[dict], override: str | None = None, source: str | None = None, branch: int | None = None
+) -> str:
+    """'open' or 'proprietary' NVIDIA kernel modules for these GPUs (``source`` and ``branch``: the driver's).
+
+    Turing and newer run the open modules (NVIDIA's default since branch 560), Blackwell only those; Pascal and
+    Volta only the proprietary ones: the wrong flavour installs cleanly and finds no device. ``auto`` prefers the
+    open flavour and takes the proprietary one where the open one is known not to build for this source and
+    branch; without GPUs (an image build) the same. A GPU whose support the rules cannot tell needs an explicit
+    flavour.
     """
     nvidia = _nvidia(gpus)
-    required = sorted({g["model"] for g in nvidia if g["open_kernel_module"] == "required"})
-    unsupported = sorted({g["model"] for g in nvidia if g["open_kernel_module"] == "unsupported"})
+    required = sorted({g["model"] for g in nvidia if g.get("open_kernel_module") == "required"})
+    unsupported = sorted({g["model"] for g in nvidia if g.get("open_kernel_module") == "unsupported"})
     if required and unsupported:
         raise HardwareRuleError(
             f"{', '.join(required)} need the open kernel modules and {', '.join(unsupported)} cannot use them: "
@@ -326,15 +510,39 @@ def kernel_module_flavour(gpus: list[dict], override: str | None = None) -> str:
         return override
     if override not in (None, "auto"):
         raise HardwareRuleError(f"unknown kernel module flavour '{override}'; use auto, open or proprietary")
-    return "proprietary" if unsupported else "open"
+    undecided = [
+        _named(g) for g in nvidia if g.get("open_kernel_module") not in ("required", "supported", "unsupported")
+    ]
+    if undecided:
+        raise HardwareRuleError(
+            f"neither NVIDIA's lists of driver {nvidia_lists.DRIVER_VERSION} nor the hardware rules know whether "
+            f"the open kernel modules drive {', '.join(undecided)}: set nvidia_driver_flavour (open for Turing and "
+            "newer, proprietary for older GPUs)"
+        )
+    if unsupported:
+        return "proprietary"
+    broken = KNOWN_MODULE_BUILD_FAILURES.get((source or "", branch or 0, "open"))
+    if broken and required:
+        raise HardwareRuleError(
+            f"{', '.join(required)} need the open kernel modules, and {broken}: set nvidia_driver_source: cuda_repo "
+            "(NVIDIA's repository, or a mirror of it)"
+        )
+    return "proprietary" if broken else "open"
 
 
 def driver_branch_problems(branch: int, gpus: list[dict]) -> list[str]:
     """Why a driver branch cannot drive these GPUs (empty when it can)."""
     problems = []
     for gpu in _nvidia(gpus):
-        facts = ARCHITECTURES[gpu["architecture"]]
-        oldest, newest = facts["min_driver_branch"], facts.get("max_driver_branch")
+        facts = ARCHITECTURES.get(gpu.get("architecture") or "")
+        if facts is None:
+            problems.append(
+                f"the hardware rules cannot tell which driver branch drives {_named(gpu)}: neither NVIDIA's lists of "
+                f"driver {nvidia_lists.DRIVER_VERSION} nor the device-id ranges of known chip families include it"
+            )
+            continue
+        oldest = facts["min_driver_branch"]
+        newest = gpu.get("newest_driver_branch") or facts.get("max_driver_branch")
         if oldest is not None and branch < oldest:
             problems.append(
                 f"{gpu['model']} ({gpu['architecture']}) needs driver branch {oldest} or newer, not {branch}"
@@ -348,11 +556,19 @@ def driver_branch_problems(branch: int, gpus: list[dict]) -> list[str]:
 
 def cuda_toolkit_for(driver_version: str, gpus: list[dict]) -> str:
     """The newest CUDA toolkit this driver runs that still builds for every GPU here."""
+    if not driver_version or not all(part.isdigit() for part in str(driver_version).split(".")):
+        raise HardwareRuleError(f"'{driver_version}' is not a driver version (like 550.163.01)")
+    unplaced = [_named(g) for g in _nvidia(gpus) if not g.get("compute_capability")]
+    if unplaced:
+        raise HardwareRuleError(
+            f"the compute capability of {', '.join(unplaced)} is unknown, so no CUDA toolkit can be chosen for it; "
+            "load the driver first (nvidia-smi reports it) or set cuda_toolkit_version"
+        )
     capabilities = [g["compute_capability"] for g in _nvidia(gpus)]
     for toolkit, (oldest_driver, oldest_cc, newest_cc) in sorted(
         CUDA_TOOLKITS.items(), key=lambda item: _version(item[0]), reverse=True
     ):
-        if _version(driver_version) < _version(oldest_driver):
+        if _version(str(driver_version)) < _version(oldest_driver):
             continue
         if all(capability_at_least(cc, oldest_cc) and capability_at_least(newest_cc, cc) for cc in capabilities):
             return toolkit
@@ -489,11 +705,17 @@ def driver_plan(
     gpus = gpu_facts.get("gpus", [])
     problems: list[str] = []
     try:
-        flavour = kernel_module_flavour(gpus, flavour_override)
+        flavour = kernel_module_flavour(gpus, flavour_override, source, branch)
     except HardwareRuleError as exc:
         flavour = None
         problems.append(f"nvidia_driver_flavour: {exc}")
-    problems += [f"nvidia_driver_branch: {p}" for p in driver_branch_problems(branch, gpus)]
+    branch_variable = "nvidia_driver_cuda_branch" if source == "cuda_repo" else "nvidia_driver_source"
+    branch_fix = (
+        "; choose another nvidia_driver_cuda_branch (and its nvidia_driver_cuda_version)"
+        if source == "cuda_repo"
+        else f"; the distribution's driver is branch {branch}: set nvidia_driver_source: cuda_repo for another"
+    )
+    problems += [f"{branch_variable}: {p}{branch_fix}" for p in driver_branch_problems(branch, gpus)]
     fabric_manager = bool(gpu_facts.get("nvswitch"))
     nvlink5 = fabric_manager and any(g.get("architecture") == "blackwell" for g in _nvidia(gpus))
     if fabric_manager and source != "cuda_repo":

@@ -240,10 +240,16 @@ def plan(cluster: Cluster, wish: str = "auto") -> Plan:
     gpu = cluster.gpu
     if cluster.per_node < 1 or cluster.nodes < 1:
         raise PlanError("no GPU to serve on: the plan needs at least one GPU per node")
-    if not gpu.get("known") or gpu.get("memory_gib") is None:
+    if not gpu.get("known"):
         raise PlanError(
-            f"{gpu['model']} is not in ironserve's hardware rules (ironserve/hardware.py): "
-            "its memory and FP8 support are unknown"
+            f"{gpu['model']} ({gpu.get('vendor')} device {gpu.get('device_id')}) is in neither NVIDIA's device "
+            "lists nor ironserve's hardware rules (ironserve/hardware.py): its architecture, memory and FP8 support "
+            "are unknown"
+        )
+    if gpu.get("memory_gib") is None:
+        raise PlanError(
+            f"the memory of {gpu['model']} ({gpu.get('device_id')}) is not in the hardware rules and nvidia-smi has "
+            "not reported it: run the gpu stage first (the probe reads it from the loaded driver)"
         )
     if gpu["vendor"] == "nvidia" and not hardware.capability_at_least(gpu["compute_capability"], "7.0"):
         raise PlanError(
@@ -255,15 +261,26 @@ def plan(cluster: Cluster, wish: str = "auto") -> Plan:
         fitted = _fit(wish, cluster)
         if isinstance(fitted, str):
             raise PlanError(fitted)
-        return fitted
+        return _all_nodes_used(fitted, cluster)
     refusals = []
     for name in AUTO_ORDER:
         fitted = _fit(name, cluster)
         if isinstance(fitted, Plan):
             fitted.reasons += [f"not chosen: {r}" for r in refusals]
-            return fitted
+            return _all_nodes_used(fitted, cluster)
         refusals.append(fitted)
     raise PlanError(f"no DeepSeek checkpoint fits {cluster.label}: " + " | ".join(refusals))
+
+
+def _all_nodes_used(fitted: Plan, cluster: Cluster) -> Plan:
+    """A plan that leaves nodes out is refused: the nodes were asked for one engine, and nothing would use them."""
+    if fitted.nodes < cluster.nodes:
+        raise PlanError(
+            f"{cluster.nodes} nodes were asked for, and {fitted.checkpoint} runs on {fitted.nodes} "
+            f"(TP{fitted.tensor_parallel} of {cluster.per_node} GPUs per node): one engine spans more nodes only when "
+            "it does not fit on fewer; plan each node on its own (every inference host runs its own engine)"
+        )
+    return fitted
 
 
 def plan_for_host(gpu_facts: dict, nodes: int = 1, wish: str = "auto") -> dict:
@@ -274,7 +291,36 @@ def plan_for_host(gpu_facts: dict, nodes: int = 1, wish: str = "auto") -> dict:
     models = sorted({g["model"] for g in gpus})
     if len(models) > 1:
         return {"error": f"one engine spans identical GPUs only; this host has {', '.join(models)}"}
+    split = [g for g in gpus if g.get("mig_mode") == "Enabled"]
     try:
+        if split:
+            return _plan_for_mig(split, nodes, wish)
         return plan(Cluster(gpus[0], len(gpus), nodes), wish).to_dict()
     except PlanError as exc:
         return {"error": str(exc)}
+
+
+def _plan_for_mig(gpus: list[dict], nodes: int, wish: str) -> dict:
+    """A plan for one MIG instance: CUDA sees each instance as its own device with its share of the memory, and
+    tensor parallelism cannot span instances (no peer access between them), so an engine serves on one."""
+    where = ", ".join(f"{g['model']} at {g.get('pci_address')}" for g in gpus)
+    instances = [m for g in gpus for m in g.get("mig_devices") or [] if m.get("memory_mib")]
+    if not instances:
+        raise PlanError(f"MIG is enabled on {where} with no instance created; create instances or disable MIG")
+    if nodes > 1:
+        raise PlanError(f"MIG is enabled on {where}: an engine cannot span MIG instances, let alone nodes")
+    smallest = min(m["memory_mib"] for m in instances)
+    instance = {**gpus[0], "memory_gib": round(smallest / 1024, 1), "model": f"{gpus[0]['model']} MIG instance"}
+    try:
+        planned = plan(Cluster(instance, 1, 1), wish).to_dict()
+    except PlanError as exc:
+        raise PlanError(
+            f"MIG is enabled on {where}; an engine serves on one instance ({smallest} MiB at the smallest) and "
+            f"{exc}; disable MIG (nvidia-smi -mig 0, then reset the GPU) to plan for whole GPUs"
+        ) from exc
+    planned["reasons"] = [
+        f"MIG is enabled on {where}: planned for one instance of {smallest} MiB (tensor parallelism cannot span "
+        f"MIG instances); {len(instances)} instance(s) could each serve a replica",
+        *planned.get("reasons", []),
+    ]
+    return planned

@@ -149,30 +149,65 @@ def _nvidia_smi(system: System) -> dict | None:
         bus_id = (gpu.get("id") or "").lower()
         address = bus_id[-12:] if len(bus_id) > 12 else bus_id  # 00000000:19:00.0 -> 0000:19:00.0
         memory = text(gpu, "fb_memory_usage/total")
+        # With MIG enabled each instance is its own device to CUDA, with its own share of the memory.
+        mig_devices = [
+            {
+                "gpu_instance_id": _int(text(mig, "gpu_instance_id")),
+                "compute_instance_id": _int(text(mig, "compute_instance_id")),
+                "multiprocessors": _int(text(mig, "device_attributes/shared/multiprocessor_count")),
+                "memory_mib": _int((text(mig, "fb_memory_usage/total") or "").split(" ")[0] or None),
+            }
+            for mig in gpu.findall("mig_devices/mig_device")
+        ]
         gpus[address] = {
             "product_name": text(gpu, "product_name"),
             "uuid": text(gpu, "uuid"),
             "serial": text(gpu, "serial"),
             "pci_device_id": text(gpu, "pci/pci_device_id"),
             "mig_mode": text(gpu, "mig_mode/current_mig"),
+            "mig_devices": mig_devices,
             "ecc_mode": text(gpu, "ecc_mode/current_ecc"),
             "memory_mib": _int(memory.split()[0]) if memory else None,
             "compute_capability": text(gpu, "compute_cap"),
             "persistence_mode": text(gpu, "persistence_mode"),
+            # NVLink fabric (HGX boards with NVSwitch, Hopper and newer): In Progress / Completed, and its result.
+            "fabric_state": text(gpu, "fabric/state"),
+            "fabric_status": text(gpu, "fabric/status"),
         }
     return {"driver_version": text(root, "driver_version"), "cuda_version": text(root, "cuda_version"), "gpus": gpus}
+
+
+# Where Debian's pci.ids package (pulled in by pciutils) and other distributions keep the PCI ID Repository's list.
+PCI_IDS_FILES = ("/usr/share/misc/pci.ids", "/usr/share/hwdata/pci.ids")
+# AMD's accelerator classes (display controller, processing accelerator): their unknown devices are still GPUs.
+AMD_ACCELERATOR_CLASSES = ("0x0380", "0x1200")
+
+
+def _pci_ids(system: System) -> str | None:
+    return next((text for text in map(system.read, PCI_IDS_FILES) if text), None)
 
 
 def probe_gpus(system: System) -> dict:
     devices = _pci_devices(system)
     smi = _nvidia_smi(system)
     gpus = []
+    pci_ids: list[str | None] = []  # read once, and only for a device the rules cannot name
     for dev in devices:
         if dev["vendor"] not in (rules.NVIDIA_VENDOR, rules.AMD_VENDOR) or dev["class"] not in rules.GPU_CLASSES:
             continue
         facts = rules.describe_gpu(dev["vendor"], dev["device"])
-        if dev["vendor"] == rules.AMD_VENDOR and not facts["known"]:
-            continue  # AMD display parts that are not Instinct accelerators
+        if dev["vendor"] == rules.AMD_VENDOR and not facts["known"] and dev["class"] not in AMD_ACCELERATOR_CLASSES:
+            continue  # an APU's or a workstation's graphics, not an Instinct accelerator
+        if facts["name_source"] is None:
+            if not pci_ids:
+                pci_ids.append(_pci_ids(system))
+            facts = rules.describe_gpu(
+                dev["vendor"], dev["device"], rules.pci_ids_name(pci_ids[0], dev["vendor"], dev["device"])
+            )
+        if not facts["known"]:
+            system.note(
+                f"GPU {dev['address']}: {facts['model']} ({dev['vendor']}:{dev['device']}) is not in the hardware rules"
+            )
         gpu = {
             "pci_address": dev["address"],
             "numa_node": dev["numa_node"],
@@ -180,9 +215,12 @@ def probe_gpus(system: System) -> dict:
             **facts,
             "uuid": None,
             "mig_mode": None,
+            "mig_devices": [],
             "ecc_mode": None,
             "driver_version": None,
             "cuda_version": None,
+            "fabric_state": None,
+            "fabric_status": None,
         }
         driver = system.resolve(f"/sys/bus/pci/devices/{dev['address']}/driver")
         gpu["kernel_driver"] = os.path.basename(driver) if driver else None
@@ -192,16 +230,15 @@ def probe_gpus(system: System) -> dict:
                 source="nvidia-smi",
                 uuid=seen["uuid"],
                 mig_mode=seen["mig_mode"],
+                mig_devices=seen["mig_devices"],
                 ecc_mode=seen["ecc_mode"],
                 driver_version=smi["driver_version"],
                 cuda_version=smi["cuda_version"],
-                product_name=seen["product_name"],
                 persistence_mode=seen["persistence_mode"],
+                fabric_state=seen["fabric_state"],
+                fabric_status=seen["fabric_status"],
             )
-            if seen["memory_mib"]:
-                gpu["memory_mib"] = seen["memory_mib"]
-            if seen["compute_capability"]:
-                gpu["compute_capability"] = seen["compute_capability"]
+            gpu = rules.with_driver_facts(gpu, seen["product_name"], seen["memory_mib"], seen["compute_capability"])
         gpus.append(gpu)
     jetson_model = system.read("/proc/device-tree/model")
     if jetson_model:

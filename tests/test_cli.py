@@ -64,3 +64,31 @@ def test_prune_removes_stale_images_and_layers_and_keeps_current_ones(tmp_path, 
     assert sorted(p.name for p in (tmp_path / "layers").iterdir()) == [current.folder.name]
     assert cli.main(["lab", "prune", "--max-gb", "0"]) == cli.EXIT_BAD_INPUT
     assert "--max-gb must be more than 0" in capsys.readouterr().err
+
+
+def test_plan_gpu_takes_an_exact_name_before_a_prefix(capsys):
+    # Names that are prefixes of others: the exact one wins ('L4' is not 'L40', 'A10' not 'A100', 'H20' not 'H200').
+    for gpu, model in (("L4", "L4"), ("L40", "L40"), ("A10", "A10"), ("H20", "H20 96GB"), ("h200 sxm", "H200 SXM")):
+        assert cli.main(["plan", "--gpu", gpu, "--count", "8", "--json"]) == cli.EXIT_OK, capsys.readouterr().err
+        out = capsys.readouterr().out
+        assert f'"model": "{model}' in out or model in out, (gpu, out)
+
+
+def test_plan_gpu_that_is_ambiguous_or_unknown_lists_the_models(capsys):
+    assert cli.main(["plan", "--gpu", "A100", "--count", "8"]) == cli.EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert "--gpu 'A100' must name one GPU model; it begins A100 PCIe 40GB, A100 PCIe 80GB" in err
+    assert cli.main(["plan", "--gpu", "Z9000", "--count", "8"]) == cli.EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert "the models the planner sizes are " in err
+    assert "H200 SXM 141GB" in err
+
+
+def test_plan_nodes_the_planner_would_not_use_are_refused(capsys):
+    # 3 x 8 GPUs: tensor parallelism must divide R1's 128 heads, so 24 GPUs cannot be one engine; the plan is TP8 on
+    # one node, and the two other nodes would be left out, silently.
+    assert cli.main(["plan", "--gpu", "H200 SXM", "--count", "8", "--nodes", "3"]) == cli.EXIT_BAD_INPUT
+    assert "3 nodes were asked for, and deepseek-r1-fp8 runs on 1 (TP8 of 8 GPUs per node)" in capsys.readouterr().err
+    # 2 x 8 x H100 80GB: R1 in FP8 needs both nodes (TP16).
+    assert cli.main(["plan", "--gpu", "H100 SXM", "--count", "8", "--nodes", "2"]) == cli.EXIT_OK
+    assert "over 2 nodes" in capsys.readouterr().out

@@ -44,6 +44,7 @@ def test_flavour_overrides_that_cannot_work_are_refused():
         kernel_module_flavour([GPU["blackwell"], GPU["pascal"]])
     assert kernel_module_flavour([GPU["hopper"]], "proprietary") == "proprietary"  # supported, just not default
     assert kernel_module_flavour([]) == "open"  # image build: NVIDIA's default flavour
+    assert kernel_module_flavour([], None, "distribution", 550) == "proprietary"  # Debian 13's open 550 fails
 
 
 @pytest.mark.parametrize(
@@ -99,16 +100,36 @@ def _facts(generation: str | None, count: int = 8, nvswitch: bool = False) -> di
 
 
 def test_driver_plan_for_an_image_build_and_a_pcie_host():
-    # No GPUs (a golden image, the bench): the open flavour, nothing else needed.
+    # No GPUs (a golden image, the bench), from Debian: the proprietary flavour, because Debian 13's open 550
+    # module does not build for trixie's kernels (KNOWN_MODULE_BUILD_FAILURES); nothing else needed.
     assert hardware.driver_plan(_facts(None), "distribution", 550) == {
-        "flavour": "open",
+        "flavour": "proprietary",
         "fabric_manager": False,
         "nvlink5": False,
         "problems": [],
     }
     l40s = hardware.driver_plan(_facts("ada", 4), "distribution", 550)
-    assert (l40s["flavour"], l40s["fabric_manager"], l40s["problems"]) == ("open", False, [])
+    assert (l40s["flavour"], l40s["fabric_manager"], l40s["problems"]) == ("proprietary", False, [])
+    # From NVIDIA's repository the open flavour, NVIDIA's default since 560.
+    assert hardware.driver_plan(_facts("ada", 4), "cuda_repo", 580)["flavour"] == "open"
+    assert hardware.driver_plan(_facts(None), "cuda_repo", 580)["flavour"] == "open"
     assert hardware.driver_plan(_facts("volta"), "cuda_repo", 580)["flavour"] == "proprietary"
+
+
+def test_auto_never_chooses_a_module_known_not_to_build_and_blackwell_from_debian_stops_naming_the_fix():
+    for generation in ("turing", "ampere", "ada", "hopper"):
+        assert hardware.driver_plan(_facts(generation), "distribution", 550)["flavour"] == "proprietary"
+    # An explicit choice is the site's: another kernel may build it, and the role names the compiler's errors.
+    assert hardware.driver_plan(_facts("hopper"), "distribution", 550, "open")["flavour"] == "open"
+    b200 = hardware.driver_plan(_facts("blackwell"), "distribution", 550)
+    assert b200["flavour"] is None
+    assert b200["problems"] == [
+        "nvidia_driver_flavour: B200 180GB need the open kernel modules, and Debian 13's open-flavour 550.163.01 "
+        "module does not build for trixie's kernels (6.12: pci_resize_resource takes a fourth argument; measured by "
+        "the gpu-dkms bench scenario): set nvidia_driver_source: cuda_repo (NVIDIA's repository, or a mirror of it)",
+        "nvidia_driver_source: B200 180GB (blackwell) needs driver branch 570 or newer, not 550; the distribution's "
+        "driver is branch 550: set nvidia_driver_source: cuda_repo for another",
+    ]
 
 
 def test_nvswitch_boards_need_fabric_manager_from_the_cuda_repository():
@@ -128,7 +149,8 @@ def test_driver_plan_lists_every_refusal_at_once():
     assert plan["flavour"] is None
     assert plan["problems"] == [
         "nvidia_driver_flavour: B200 180GB need the open kernel modules; use 'open'",
-        f"nvidia_driver_branch: {driver_branch_problems(550, [GPU['blackwell']])[0]}",
+        f"nvidia_driver_source: {driver_branch_problems(550, [GPU['blackwell']])[0]}; the distribution's driver is "
+        "branch 550: set nvidia_driver_source: cuda_repo for another",
         "Secure Boot is enabled, so unsigned DKMS modules will not load: set nvidia_driver_signing_key and "
         "nvidia_driver_signing_cert (a machine owner key enrolled with 'mokutil --import'), or disable Secure Boot",
     ]

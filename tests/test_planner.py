@@ -183,8 +183,11 @@ def test_fp8_that_does_not_fit_names_the_sizes():
 def test_gpus_the_engines_cannot_run_on_are_refused():
     with pytest.raises(PlanError, match=r"Tesla P40 has compute capability 6\.1; vLLM and SGLang need 7\.0"):
         plan(Cluster.of(NV, "0x1b38", 1))
-    with pytest.raises(PlanError, match="not in ironserve's hardware rules"):
+    with pytest.raises(PlanError, match=r"unknown nvidia device 0x9999 \(nvidia device 0x9999\) is in neither"):
         plan(Cluster.of(NV, "0x9999", 1))
+    # An RTX 3090: NVIDIA's list names it and its family places it, but only the loaded driver reports its memory.
+    with pytest.raises(PlanError, match=r"the memory of NVIDIA GeForce RTX 3090 \(0x2204\) is not in the hardware"):
+        plan(Cluster.of(NV, "0x2204", 1))
     with pytest.raises(PlanError, match="at least one GPU"):
         plan(Cluster.of(NV, "0x2335", 0))
     with pytest.raises(PlanError, match="unknown checkpoint 'deepseek-r2'"):

@@ -109,7 +109,7 @@ def test_markdown_report_names_every_part(hgx):
     text = report.markdown("gpu01", hgx)
     assert text.startswith("# Hardware report: gpu01\n")
     assert "## GPUs: 8 (driver 580.95.05, CUDA 13.0; NVSwitch: yes)" in text
-    assert "| 0000:18:00.0 | H100 SXM5 80GB | hopper | 9.0 | 80 | supported | yes | 0 | Disabled | Enabled |" in text
+    assert "| 0000:18:00.0 | H100 SXM5 80GB | hopper | 9.0 | 79.6 | supported | yes | 0 | Disabled | Enabled |" in text
     assert "| /dev/nvme0n1 | nvme | no | 3.8 TiB | S0 | /dev/disk/by-id/nvme-eui.0000000000000000 | 0 | free |" in text
     assert "system disk (holds /, /boot or /boot/efi); /dev/vda mounted on /; ext4 signature" in text
     assert "| ens1f0np0 | b8:3f:d2:00:00:01 | mlx5_core | 0000:19:00.0 | 100000 | 9000 | up | 0 | - |" in text

@@ -1,5 +1,6 @@
 """The GPU stage on a machine without a GPU (an image build): the driver from the offline mirror in the flavour
-the rules choose, registered with DKMS, held, nouveau blacklisted in the initramfs; Docker with compose v2 running
+the rules choose (proprietary: Debian 13's open 550 module does not build for trixie's kernels), registered with
+DKMS, held, nouveau blacklisted in the initramfs; Docker with compose v2 running
 a container from a locally imported image, daemon.json merged with the site's own keys kept."""
 
 from __future__ import annotations
@@ -17,36 +18,36 @@ DRIVER = "550.163.01"
 testinfra_hosts = AnsibleRunner(INVENTORY).get_hosts("all")
 
 
-def test_driver_installed_from_the_mirror_in_the_open_flavour_and_held(host):
+def test_driver_installed_from_the_mirror_in_the_proprietary_flavour_and_held(host):
     record = json.loads(host.file("/var/lib/ironserve/nvidia-driver.json").content_string)
-    assert (record["source"], record["branch"], record["flavour"]) == ("distribution", 550, "open")
+    assert (record["source"], record["branch"], record["flavour"]) == ("distribution", 550, "proprietary")
     assert record["image_build"] is True
-    for package in ("nvidia-open-kernel-dkms", "nvidia-smi", "libcuda1", "nvidia-persistenced"):
+    for package in ("nvidia-kernel-dkms", "nvidia-smi", "libcuda1", "nvidia-persistenced"):
         assert host.package(package).is_installed
         assert host.package(package).version.startswith(DRIVER)
     held = host.check_output("apt-mark showhold").split()
-    assert {"nvidia-open-kernel-dkms", "nvidia-smi", "libcuda1", "nvidia-persistenced"} <= set(held)
-    assert not host.package("nvidia-kernel-dkms").is_installed
+    assert {"nvidia-kernel-dkms", "nvidia-smi", "libcuda1", "nvidia-persistenced"} <= set(held)
+    assert not host.package("nvidia-open-kernel-dkms").is_installed
     # Every package came from the bundle: the only source.
-    policy = host.check_output("apt-cache policy nvidia-open-kernel-dkms")
+    policy = host.check_output("apt-cache policy nvidia-kernel-dkms")
     assert "http://10.0.2.100 ironserve/main" in policy
 
 
 def test_a_driver_version_change_is_refused_unless_asked_for_and_nothing_changes(host, tmp_path):
     before = host.check_output("dpkg-query -W 'nvidia-*' libcuda1; apt-mark showhold")
     newer = [
-        "nvidia-open-kernel-dkms=550.163.01-3",
+        "nvidia-kernel-dkms=550.163.01-3",
         "nvidia-smi=550.163.01-3",
         "libcuda1=550.163.01-2",
         "nvidia-persistenced=550.163.01-1",
     ]
     result = ansible_playbook(
-        INVENTORY, role_playbook(tmp_path, "all", "nvidia_driver"), {"nvidia_driver_packages": newer}
+        INVENTORY, role_playbook(tmp_path, "all", "nvidia_driver"), {"nvidia_driver_proprietary_packages": newer}
     )
     output = result.stdout + result.stderr
     assert result.returncode != 0, output
     assert (
-        "the installed driver differs from the pinned one (nvidia-open-kernel-dkms 550.163.01-2 -> 550.163.01-3, "
+        "the installed driver differs from the pinned one (nvidia-kernel-dkms 550.163.01-2 -> 550.163.01-3, "
         "nvidia-smi 550.163.01-2 -> 550.163.01-3)" in output
     ), output
     assert "-e nvidia_driver_allow_version_change=true" in output
@@ -67,8 +68,8 @@ def test_cuda_toolkit_refuses_a_version_the_distribution_does_not_have(host, tmp
 
 def test_dkms_has_the_module_registered(host):
     status = host.check_output("dkms status")
-    assert f"nvidia-current-open/{DRIVER}: added" in status, status
-    assert host.file(f"/usr/src/nvidia-current-open-{DRIVER}/dkms.conf").exists
+    assert f"nvidia-current/{DRIVER}: added" in status, status
+    assert host.file(f"/usr/src/nvidia-current-{DRIVER}/dkms.conf").exists
 
 
 def test_nouveau_is_blacklisted_also_in_the_initramfs(host):

@@ -16,6 +16,7 @@ from testinfra.utils.ansible_runner import AnsibleRunner
 
 from ironserve.lab import lab as bench
 from ironserve.lab.spec import BUNDLE_GUEST_ADDRESS, MGMT_GUEST_ADDRESS, lab_from_platforms
+from ironserve.lab.verify import ansible_playbook, role_playbook
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 LAB_NAME = "mol-" + os.environ["MOLECULE_SCENARIO_NAME"]
@@ -92,6 +93,25 @@ def test_packages_come_from_the_bundle_alone(host):
     assert re.search(
         r"\*\*\* \S+ \d+\n\s+\d+ " + re.escape(f"http://{BUNDLE_GUEST_ADDRESS}") + " ironserve/main ", policy
     )
+
+
+def test_exclusive_sources_keep_ironserves_own_lists_and_a_rerun_changes_nothing(host, tmp_path):
+    # A site that mirrors NVIDIA's repositories gets their lists from the GPU stage (ironserve-nvidia-*.list); the
+    # base stage's package_source must keep them, and disable any other source. Comment-only lists: apt reads none.
+    sources = "/etc/apt/sources.list.d"
+    host.check_output(
+        f"echo '# NVIDIA CUDA mirror (written by roles/nvidia_driver)' > {sources}/ironserve-nvidia-cuda.list;"
+        f" echo '# a source of the site' > {sources}/site-extra.list"
+    )
+    playbook = role_playbook(tmp_path, host.backend.get_hostname(), "package_source")
+    first = ansible_playbook(INVENTORY, playbook)
+    again = ansible_playbook(INVENTORY, playbook)
+    listing = host.check_output(f"ls {sources}").split()
+    host.check_output(f"rm -f {sources}/ironserve-nvidia-cuda.list {sources}/site-extra.list.disabled")
+    assert first.returncode == 0, first.stdout[-3000:]
+    assert sorted(listing) == ["ironserve-nvidia-cuda.list", "ironserve.sources", "site-extra.list.disabled"]
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert "changed=0" in again.stdout, again.stdout[-3000:]
 
 
 def test_on_the_controller_each_machine_is_an_nspawn_process_of_this_lab():

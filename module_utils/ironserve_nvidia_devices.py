@@ -1,0 +1,1 @@
+../ironserve/nvidia_devices.py
