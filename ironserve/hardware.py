@@ -454,6 +454,16 @@ CUDA_TOOLKITS: dict[str, tuple[str, str, str]] = {
 }
 
 
+def gpu_stacks(gpu_facts: dict, profile: str | None) -> list[str]:
+    """Which vendors' GPU stacks the GPU stage installs on a host: those of the GPUs the probe found, or, on a host
+    without them (an image build), the hardware profile's vendor (NVIDIA's for the profiles that name none)."""
+    found = sorted({g.get("vendor") for g in gpu_facts.get("gpus", [])} & {"nvidia", "amd"})
+    if found:
+        return found
+    vendor = PROFILES.get(profile or "", {}).get("vendor")
+    return [vendor] if vendor in ("nvidia", "amd") else ["nvidia"]
+
+
 class HardwareRuleError(ValueError):
     """A choice that cannot work on this hardware; the message says why and what would."""
 

@@ -187,6 +187,29 @@ def _pci_ids(system: System) -> str | None:
     return next((text for text in map(system.read, PCI_IDS_FILES) if text), None)
 
 
+def _rocm_cards(system: System, amd_gpus: list[dict]) -> None:
+    """rocm-smi's name, memory and NUMA node of each AMD GPU, matched by PCI address: they win over the table's."""
+    result = system.run(["rocm-smi", "--showproductname", "--showmeminfo", "vram", "--showbus", "--json"])
+    try:
+        cards = json.loads(result[1]) if result and result[0] == 0 else {}
+    except ValueError:
+        cards = {}
+    by_address = {str(c.get("PCI Bus", "")).lower(): c for c in cards.values() if isinstance(c, dict)}
+    for gpu in amd_gpus:
+        card = by_address.get((gpu.get("pci_address") or "").lower())
+        if card is None:
+            system.note(f"AMD GPU {gpu.get('pci_address')}: rocm-smi does not list it (memory from the table)")
+            continue
+        vram = _int(card.get("VRAM Total Memory (B)"))
+        if vram:
+            gpu["memory_mib"] = vram // (1024 * 1024)
+            gpu["memory_gib"] = round(vram / 1024**3, 1)
+        if card.get("Card series"):
+            gpu["product_name"] = card["Card series"]
+            if not gpu["known"]:
+                gpu["model"] = card["Card series"]
+
+
 def probe_gpus(system: System) -> dict:
     devices = _pci_devices(system)
     smi = _nvidia_smi(system)
@@ -264,6 +287,7 @@ def probe_gpus(system: System) -> dict:
             for g in gpus:
                 if g["vendor"] == "amd":
                     g["driver_version"] = amd_driver
+            _rocm_cards(system, [g for g in gpus if g["vendor"] == "amd"])
     return {
         "gpus": gpus,
         "count": len(gpus),

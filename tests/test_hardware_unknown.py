@@ -114,6 +114,24 @@ def test_amd_dies_are_gpus_of_their_own_and_unknown_amd_accelerators_are_listed(
     assert any("unknown amd device 0x738c" in p for p in problems), problems
 
 
+def test_rocm_smi_names_and_sizes_each_amd_gpu_by_its_address(tmp_path):
+    # telegraf's real capture of 4 x MI100 (rocm-smi 6.0.2, more flags than the probe's; the keys it reads match),
+    # whose PCI Bus ids are upper case; a fifth AMD accelerator that rocm-smi does not list keeps an unknown memory.
+    capture = (CAPTURES / "mi100_rocm602.json").read_text()
+    host = FakeHost(tmp_path)
+    for card in ("0000:83:00.0", "0000:a3:00.0", "0000:c3:00.0", "0000:e3:00.0", "0000:f0:00.0"):
+        host.pci([card], AMD, "0x738c", "0x038000", numa=1)
+    host.commands["rocm-smi --showdriverversion --json"] = (0, capture)
+    host.commands["rocm-smi --showproductname --showmeminfo vram --showbus --json"] = (0, capture)
+    system = probe_lib.System(str(host.root), host.commands)
+    gpus = probe_lib.probe_gpus(system)["gpus"]
+    assert [(g["model"], g["memory_gib"], g["driver_version"]) for g in gpus[:4]] == [
+        ("Arcturus GL-XL [Instinct MI100]", 32.0, "6.3.6")
+    ] * 4
+    assert (gpus[4]["model"], gpus[4]["memory_gib"]) == ("unknown amd device 0x738c", None)
+    assert "AMD GPU 0000:f0:00.0: rocm-smi does not list it (memory from the table)" in system.unknown
+
+
 def test_a_gpu_split_into_mig_instances_is_planned_per_instance(tmp_path):
     host, _ = _host_with_capture(tmp_path, "a100-sxm4-mig.xml")
     gpu = probe_lib.probe_gpus(probe_lib.System(str(host.root), host.commands))

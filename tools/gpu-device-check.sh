@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The GPU stack's checks against a real driver, for a lent GPU machine (the 'device' tool) or any GPU host.
-# Stdlib Python only, so it runs on a bare machine: the probe, the driver rules (flavour, branch, Fabric Manager)
-# for the GPUs it finds, the loaded module's flavour and version against them, nvidia-smi's GPUs (address and
-# model) against the probe's, and the model plan. With ansible-playbook on PATH it also runs the GPU stage's
+# Stdlib Python only, so it runs on a bare machine (in well under five minutes): the probe, the driver rules
+# (flavour, branch, Fabric Manager) for the GPUs it finds and for both driver sources, the loaded module's flavour
+# and version against them, nvidia-smi's GPUs (address and model) against the probe's, what the rules say from the
+# PCI id alone (name, architecture, compute capability, memory) against nvidia-smi, MIG instances, and the model
+# plan. With ansible-playbook on PATH it also runs the GPU stage's
 # driver role in check mode.
 # Usage (repository root): tools/gpu-device-check.sh [OUT_DIR]; exit 0 when every check passes.
 set -euo pipefail
@@ -42,6 +44,31 @@ except FileNotFoundError:
     lines = []
 print(f"nvidia-smi: {len(lines)} GPU(s) {lines}")
 failures += hardware.smi_mismatches(gpus, lines)
+# What the rules say from the PCI id alone (a host before its driver loads) against what the loaded driver reports.
+fields = "pci.bus_id,pci.device_id,name,compute_cap,memory.total,mig.mode.current"
+try:
+    smi = subprocess.run(["nvidia-smi", f"--query-gpu={fields}", "--format=csv,noheader,nounits"],
+                         capture_output=True, text=True)
+    rows = [[f.strip() for f in line.split(",")] for line in smi.stdout.splitlines()] if smi.returncode == 0 else []
+except FileNotFoundError:
+    rows = []
+for bus_id, device_id, name, capability, memory_mib, mig in rows:
+    rules = hardware.describe_gpu(hardware.NVIDIA_VENDOR, device_id)
+    from_smi = hardware.ARCHITECTURE_OF_CAPABILITY.get(capability)
+    print(f"{bus_id}: nvidia-smi {name}, cc {capability}, {memory_mib} MiB, MIG {mig}; rules from the PCI id: "
+          f"{rules['model']} ({rules['name_source']}), {rules['architecture']} ({rules['architecture_source']}), "
+          f"cc {rules['compute_capability']}, {rules['memory_gib']} GiB, open modules {rules['open_kernel_module']}")
+    if rules["architecture"] != from_smi:
+        failures.append(f"{bus_id}: the rules place {device_id} in {rules['architecture']}, nvidia-smi's cc "
+                        f"{capability} says {from_smi}")
+    if rules["memory_gib"] and abs(rules["memory_gib"] * 1024 - int(memory_mib)) > 0.1 * int(memory_mib):
+        failures.append(f"{bus_id}: the table says {rules['memory_gib']} GiB, nvidia-smi {memory_mib} MiB")
+for source, branch in (("distribution", 550), ("cuda_repo", 580)):
+    other = hardware.driver_plan(hw["gpu"], source, branch, None, hw["host"]["secure_boot"], True)
+    print(f"driver rules for {source} {branch}: flavour {other['flavour']}, problems {other['problems']}")
+for g in gpus:
+    if g.get("mig_mode") == "Enabled":
+        print(f"{g['pci_address']}: MIG instances (MiB): {[m['memory_mib'] for m in g['mig_devices']]}")
 print(f"model plan: {json.dumps(planner.plan_for_host(hw['gpu']))}")
 json.dump({"plan": plan, "failures": failures}, open(os.path.join(out, "checks.json"), "w"), indent=2)
 print("FAILED:\n  - " + "\n  - ".join(failures) if failures else "all GPU stack checks passed")

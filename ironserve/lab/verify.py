@@ -101,12 +101,19 @@ def role_playbook(folder: Path, hosts: str, *roles: str, become: bool = True, ga
 
 
 def ansible_playbook(
-    inventory: str, playbook: Path, extra_vars: dict | None = None, timeout: int = 600, verbosity: int = 0
+    inventory: str,
+    playbook: Path,
+    extra_vars: dict | None = None,
+    timeout: int = 600,
+    verbosity: int = 0,
+    limit: str | None = None,
 ) -> subprocess.CompletedProcess:
     """Run a playbook with this project's plugins and roles; the caller asserts on the exit code and output."""
     argv = [paths.tool("ansible-playbook"), "-i", inventory, str(playbook)] + (
         ["-" + "v" * verbosity] if verbosity else []
     )
+    if limit:
+        argv += ["--limit", limit]
     if extra_vars:
         argv += ["-e", json.dumps(extra_vars)]
     return subprocess.run(argv, capture_output=True, text=True, env=ansible_env(), timeout=timeout, check=False)

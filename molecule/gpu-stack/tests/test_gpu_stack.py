@@ -15,7 +15,7 @@ from ironserve.lab.verify import ansible_playbook, role_playbook
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 DRIVER = "550.163.01"
 
-testinfra_hosts = AnsibleRunner(INVENTORY).get_hosts("all")
+testinfra_hosts = AnsibleRunner(INVENTORY).get_hosts("nvidia_image")
 
 
 def test_driver_installed_from_the_mirror_in_the_proprietary_flavour_and_held(host):
@@ -42,7 +42,9 @@ def test_a_driver_version_change_is_refused_unless_asked_for_and_nothing_changes
         "nvidia-persistenced=550.163.01-1",
     ]
     result = ansible_playbook(
-        INVENTORY, role_playbook(tmp_path, "all", "nvidia_driver"), {"nvidia_driver_proprietary_packages": newer}
+        INVENTORY,
+        role_playbook(tmp_path, "nvidia_image", "nvidia_driver"),
+        {"nvidia_driver_proprietary_packages": newer},
     )
     output = result.stdout + result.stderr
     assert result.returncode != 0, output
@@ -57,7 +59,7 @@ def test_a_driver_version_change_is_refused_unless_asked_for_and_nothing_changes
 
 def test_cuda_toolkit_refuses_a_version_the_distribution_does_not_have(host, tmp_path):
     result = ansible_playbook(
-        INVENTORY, role_playbook(tmp_path, "all", "cuda_toolkit"), {"cuda_toolkit_version": "12.8"}
+        INVENTORY, role_playbook(tmp_path, "nvidia_image", "cuda_toolkit"), {"cuda_toolkit_version": "12.8"}
     )
     output = result.stdout + result.stderr
     assert result.returncode != 0, output

@@ -21,7 +21,7 @@ GPU_STAGE = SCENARIO.parents[1] / "playbooks" / "gpu.yml"
 # Off for this run: the toolkit comes from NVIDIA's repository, which the bench's offline bundle does not carry.
 AS_A_GPU_HOST = {"ironserve_image_build": False, "container_runtime_nvidia_toolkit": False}
 
-testinfra_hosts = AnsibleRunner(INVENTORY).get_hosts("gpu_servers")
+testinfra_hosts = AnsibleRunner(INVENTORY).get_hosts("nvidia_image")
 
 
 def _boot_id(host) -> str:
@@ -38,7 +38,7 @@ def test_first_run_reaches_the_reboot_then_names_the_gpu_a_driver_that_did_not_l
     assert host.run("nvidia-smi").rc == 9  # the stand-in answers like the real tool: no driver loaded yet
     before = _boot_id(host)
 
-    result = ansible_playbook(INVENTORY, GPU_STAGE, AS_A_GPU_HOST, timeout=1500)
+    result = ansible_playbook(INVENTORY, GPU_STAGE, AS_A_GPU_HOST, limit="nvidia_image", timeout=1500)
     output = result.stdout + result.stderr
 
     assert result.returncode != 0, output
@@ -52,7 +52,7 @@ def test_then_with_a_driver_that_loads_the_run_reboots_and_starts_what_needs_the
     _standin(broken_module=False)
     before = _boot_id(host)
 
-    result = ansible_playbook(INVENTORY, GPU_STAGE, AS_A_GPU_HOST, timeout=1500)
+    result = ansible_playbook(INVENTORY, GPU_STAGE, AS_A_GPU_HOST, limit="nvidia_image", timeout=1500)
     output = result.stdout + result.stderr
 
     assert result.returncode == 0, output[-6000:]
@@ -67,7 +67,7 @@ def test_then_with_a_driver_that_loads_the_run_reboots_and_starts_what_needs_the
 def test_and_a_run_after_that_changes_nothing_and_does_not_reboot(host):
     before = _boot_id(host)
 
-    result = ansible_playbook(INVENTORY, GPU_STAGE, AS_A_GPU_HOST, timeout=900)
+    result = ansible_playbook(INVENTORY, GPU_STAGE, AS_A_GPU_HOST, limit="nvidia_image", timeout=900)
     output = result.stdout + result.stderr
 
     assert result.returncode == 0, output[-6000:]
