@@ -198,3 +198,15 @@ def test_a_missing_extra_or_different_gpu_is_named():
         "H200 SXM 141GB at 0000:3b:00.0: nvidia-smi does not see it",
         "NVIDIA H200 at 0000:5d:00.0: nvidia-smi sees it, the probe did not",
     ]
+
+
+def test_the_gpu_stage_installs_the_stack_of_the_gpus_found_else_of_the_profile():
+    amd = hardware.describe_gpu(hardware.AMD_VENDOR, "0x74a1")  # MI300X
+    assert hardware.gpu_stacks({"gpus": [GPU["hopper"]]}, "batch") == ["nvidia"]  # the hardware decides
+    assert hardware.gpu_stacks({"gpus": [amd, amd]}, "realtime") == ["amd"]
+    assert hardware.gpu_stacks({"gpus": [amd, GPU["ada"]]}, None) == ["amd", "nvidia"]
+    # Image builds (no GPU): the profile's vendor; the profiles that name none get NVIDIA's (the lab, golden images).
+    assert hardware.gpu_stacks({"gpus": []}, "batch") == ["amd"]
+    assert hardware.gpu_stacks({"gpus": []}, "edge") == ["nvidia"]
+    assert hardware.gpu_stacks({"gpus": []}, "none") == ["nvidia"]
+    assert hardware.gpu_stacks({}, "no-such-profile") == ["nvidia"]

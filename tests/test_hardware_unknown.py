@@ -189,8 +189,12 @@ def test_random_unknown_ids_of_every_vendor_never_raise(tmp_path, case):
         host.pci([f"0000:{0x10 + index:02x}:00.0"], vendor, device, klass, numa=rng.choice([-1, 0, 1]))
     if rng.random() < 0.3:
         host.write("/usr/share/misc/pci.ids", f"10de  NVIDIA Corporation\n\t{rng.randrange(0x10000):04x}  X\n")
+    if rng.random() < 0.5:  # a NIC of an unknown vendor on one of those functions
+        host.nic("enp9s0", "02:00:00:00:00:09", ["0000:09:00.0"], rng.choice(["ixgbe", "unknown_drv", ""]))
     system = probe_lib.System(str(host.root), host.commands)
-    gpu = probe_lib.probe_gpus(system)
+    everything = probe_lib.probe(system)  # every section: GPUs, disks, NICs, host
+    assert everything["network"]["nics"] is not None
+    gpu = everything["gpu"]
     for found in gpu["gpus"]:
         assert found["model"]
         if not found["known"]:
@@ -207,3 +211,10 @@ def test_random_unknown_ids_of_every_vendor_never_raise(tmp_path, case):
     planned = planner.plan_for_host(gpu, nodes=rng.choice([1, 2]))
     assert planned.get("error") or planned.get("checkpoint")
     assert hardware.describe_gpu(rng.choice(vendors), f"{rng.randrange(0x10000):x}")["model"]
+    assert preflight.problems(everything, {"profile": rng.choice(["realtime", "batch", "edge", "none"])}) is not None
+
+
+def test_the_generated_lists_are_of_the_driver_the_role_pins():
+    pins = (Path(__file__).resolve().parents[1] / "roles/nvidia_driver/vars/Debian.yml").read_text()
+    assert f"nvidia-kernel-dkms={nvidia_devices.DRIVER_VERSION}-" in pins
+    assert f"nvidia-open-kernel-dkms={nvidia_devices.DRIVER_VERSION}-" in pins
