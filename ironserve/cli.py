@@ -250,9 +250,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
     matches = hardware.find_models(args.gpu)
     if len(matches) != 1:
         if matches:
-            hint = "it begins " + ", ".join(sorted({hardware.describe_gpu(*m)["model"] for m in matches}))
+            hint = "it could be any of " + ", ".join(sorted({hardware.describe_gpu(*m)["model"] for m in matches}))
         else:
-            hint = "the models the planner sizes are " + ", ".join(sorted(m for m, _, _, _ in hardware.sized_models()))
+            hint = "the models the planner sizes are " + ", ".join(
+                sorted({m for m, _, _, _ in hardware.sized_models()})
+            )
         print(f"ironserve: --gpu '{args.gpu}' must name one GPU model; {hint}", file=sys.stderr)
         return EXIT_BAD_INPUT
     try:

@@ -6,7 +6,8 @@ nvidia_devices data), the preflight filters and the CLI use it on the controller
 
 Which NVIDIA devices a driver release drives, their names and which the open kernel modules drive come from
 NVIDIA's own lists in the bundle's driver packages (nvidia_devices.py, written by tools/nvidia_device_list.py).
-The table below keeps only what those lists lack: memory, form factor and the SKUs the planner sizes for. A device
+The table below holds the SKUs the planner sizes: what those lists lack (memory, form factor) and, for them, a name
+more precise than NVIDIA's ("H100 SXM5 80GB" for "NVIDIA H100 80GB HBM3") and the architecture. A device
 no table names gets its architecture from its chip family's device-id range, and its name from the host's
 pci.ids; with the driver loaded, nvidia-smi's name, memory and compute capability win (the probe).
 PCI device ids of the table are from the PCI ID Repository (pci.ids, Debian package pci.ids 0.0~2025.06.09);
@@ -231,27 +232,49 @@ def sized_models() -> list[tuple[str, str, int, bool]]:
     return list(_MODELS.values())
 
 
-def _model_key(name: str) -> str:
-    return " ".join(name.lower().replace("-", " ").removeprefix("nvidia ").split())
+# Words a model name may carry or leave out: 'MI300X' is the Instinct MI300X, 'RTX 4090' the GeForce RTX 4090.
+_OPTIONAL_WORDS = {"nvidia", "amd", "instinct", "tesla", "geforce", "quadro"}
 
 
-def model_names() -> dict[str, tuple[str, str]]:
-    """Every model name the rules can plan for -> (vendor, device id): the table's and NVIDIA's list's."""
-    names = {name: (NVIDIA_VENDOR, device) for device, name in nvidia_lists.CURRENT.items()}
-    names.update({known[0]: key for key, known in _MODELS.items()})
-    return names
+def _model_words(name: str) -> list[str]:
+    return [w for w in name.lower().replace("-", " ").split() if w not in _OPTIONAL_WORDS]
 
 
 def find_models(text: str) -> list[tuple[str, str]]:
-    """(vendor, device id) of the models ``text`` names: an exact name first (case, dashes and NVIDIA's "NVIDIA "
-    prefix aside: 'L4' is the L4, not the L40), else every name it is a prefix of (one is a match, several are
-    ambiguous: 'H100 SXM' names one, 'A100' several)."""
-    wanted = _model_key(text)
-    names = model_names()
-    exact = sorted({key for name, key in names.items() if _model_key(name) == wanted})
-    if exact or not wanted:
-        return exact
-    return sorted({key for name, key in names.items() if _model_key(name).startswith(wanted)})
+    """(vendor, device id) of the models ``text`` names, case, dashes and words like NVIDIA or Instinct aside.
+
+    The table of sized models is asked first, then NVIDIA's list; in each, an exact name wins ('L4' is the L4, not
+    the L40), then names that begin with the words given ('H20' is the H20, not the H200), then names that contain
+    them ('A6000'), then the same with the last word given as the beginning of a word ('H100 SXM'). One result is a
+    match; several are ambiguous (the caller lists them); none is no match.
+    """
+    wanted = _model_words(text)
+    if not wanted:
+        return []
+    table = {known[0]: key for key, known in _MODELS.items()}
+    listed = {name: (NVIDIA_VENDOR, device) for device, name in nvidia_lists.CURRENT.items()}
+    size = len(wanted)
+
+    def begins(words: list[str], whole: bool) -> bool:  # the last word given may be the beginning of one: 'SXM'
+        return (
+            len(words) >= size
+            and words[: size - 1] == wanted[:-1]
+            and (words[size - 1] == wanted[-1] if whole else words[size - 1].startswith(wanted[-1]))
+        )
+
+    tests = (
+        lambda words: words == wanted,
+        lambda words: begins(words, whole=True),
+        lambda words: any(begins(words[i:], whole=True) for i in range(len(words))),
+        lambda words: begins(words, whole=False),
+        lambda words: any(begins(words[i:], whole=False) for i in range(len(words))),
+    )
+    for names in (table, listed):
+        for test in tests:
+            found = sorted({key for name, key in names.items() if test(_model_words(name))})
+            if found:
+                return found
+    return []
 
 
 def normalise_id(value: str) -> str:
@@ -273,12 +296,13 @@ NVIDIA_FAMILY_RANGES: tuple[tuple[int, int, str], ...] = (
     (0x1740, 0x17FF, "maxwell"),  # GM108, GM200
     (0x15F0, 0x15FF, "pascal"),  # GP100
     (0x1B00, 0x1D7F, "pascal-gp10x"),  # GP102 to GP108
-    (0x1D80, 0x1DBF, "volta"),  # GV100
+    (0x1D80, 0x1DFF, "volta"),  # GV100
     (0x1E00, 0x1FFF, "turing"),  # TU102, TU104, TU106, TU117
     (0x2180, 0x21FF, "turing"),  # TU116
     (0x2080, 0x20FF, "ampere"),  # GA100
-    (0x2200, 0x25FF, "ampere-ga10x"),  # GA102 to GA107
+    (0x2200, 0x22FF, "ampere-ga10x"),  # GA102
     (0x2300, 0x23FF, "hopper"),  # GH100
+    (0x2400, 0x25FF, "ampere-ga10x"),  # GA103 to GA107
     (0x2680, 0x28FF, "ada"),  # AD102 to AD107
     (0x2900, 0x29FF, "blackwell"),  # GB100, GB102
     (0x2B00, 0x2FFF, "blackwell-gb20x"),  # GB202 to GB207
@@ -354,7 +378,9 @@ def describe_gpu(vendor: str, device: str, pci_name: str | None = None) -> dict:
     vendor, device = normalise_id(vendor), normalise_id(device)
     brand = {NVIDIA_VENDOR: "nvidia", AMD_VENDOR: "amd"}.get(vendor, "unknown")
     known = _MODELS.get((vendor, device))
-    listed_name = nvidia_lists.CURRENT.get(device) if brand == "nvidia" else None
+    listed_name = (
+        (nvidia_lists.CURRENT.get(device) or nvidia_lists.LEGACY_NAMES.get(device)) if brand == "nvidia" else None
+    )
     architecture = known[1] if known else nvidia_family(device) if brand == "nvidia" else None
     if architecture is None:
         facts = _unknown(brand, device, listed_name or pci_name)
@@ -391,9 +417,30 @@ def architecture_facts(architecture: str) -> dict:
     }
 
 
-def with_driver_facts(gpu: dict, product_name: str | None, memory_mib: int | None, capability: str | None) -> dict:
+# nvidia-smi's product_architecture per architecture of ARCHITECTURES (its first entry is the family's default).
+ARCHITECTURE_FAMILIES = {
+    "Kepler": ("kepler",),
+    "Maxwell": ("maxwell",),
+    "Pascal": ("pascal", "pascal-gp10x"),
+    "Volta": ("volta",),
+    "Turing": ("turing",),
+    "Ampere": ("ampere", "ampere-ga10x", "ampere-orin"),
+    "Ada Lovelace": ("ada",),
+    "Hopper": ("hopper",),
+    "Blackwell": ("blackwell", "blackwell-gb20x"),
+}
+
+
+def with_driver_facts(
+    gpu: dict,
+    product_name: str | None,
+    memory_mib: int | None,
+    capability: str | None,
+    product_architecture: str | None = None,
+) -> dict:
     """The GPU as the loaded driver reports it: nvidia-smi's name, memory and compute capability win over the
-    rules' (and its capability names the architecture of a device the rules could not place)."""
+    rules' (its capability, else its product architecture, names the architecture of a device the rules placed
+    wrongly or not at all)."""
     updated = dict(gpu)
     if product_name:
         updated["product_name"] = product_name
@@ -402,14 +449,16 @@ def with_driver_facts(gpu: dict, product_name: str | None, memory_mib: int | Non
     if memory_mib:
         updated["memory_mib"] = memory_mib
         updated["memory_gib"] = round(memory_mib / 1024, 1)
+    family = ARCHITECTURE_FAMILIES.get(product_architecture or "", ())
     if capability:
         updated["compute_capability"] = capability
-        architecture = ARCHITECTURE_OF_CAPABILITY.get(capability)
-        if architecture and architecture != gpu.get("architecture"):
-            facts = architecture_facts(architecture)
-            updated.update(facts, architecture_source="nvidia-smi", known=True)
-            updated["compute_capability"] = capability
-            updated["open_kernel_module"] = _open_module_support(gpu["device_id"], architecture)
+    architecture = ARCHITECTURE_OF_CAPABILITY.get(capability or "") or (
+        family[0] if family and gpu.get("architecture") not in family else None
+    )
+    if architecture and architecture != gpu.get("architecture"):
+        updated.update(architecture_facts(architecture), architecture_source="nvidia-smi", known=True)
+        updated["compute_capability"] = capability or updated["compute_capability"]
+        updated["open_kernel_module"] = _open_module_support(gpu["device_id"], architecture)
     return updated
 
 
@@ -500,11 +549,11 @@ def kernel_module_flavour(
 
     Turing and newer run the open modules (NVIDIA's default since branch 560), Blackwell only those; Pascal and
     Volta only the proprietary ones: the wrong flavour installs cleanly and finds no device. ``auto`` prefers the
-    open flavour and takes the proprietary one where the open one is known not to build for this source and
-    branch; without GPUs (an image build) the same. A GPU whose support the rules cannot tell needs an explicit
-    flavour.
+    open flavour and never takes one known not to build for this source and branch (KNOWN_MODULE_BUILD_FAILURES);
+    without GPUs (an image build) the same. GPUs the rules cannot place (``unplaceable``) are left out here:
+    driver_plan names them.
     """
-    nvidia = _nvidia(gpus)
+    nvidia = [g for g in _nvidia(gpus) if g not in unplaceable(gpus)]  # driver_plan names those once
     required = sorted({g["model"] for g in nvidia if g.get("open_kernel_module") == "required"})
     unsupported = sorted({g["model"] for g in nvidia if g.get("open_kernel_module") == "unsupported"})
     if required and unsupported:
@@ -520,47 +569,39 @@ def kernel_module_flavour(
         return override
     if override not in (None, "auto"):
         raise HardwareRuleError(f"unknown kernel module flavour '{override}'; use auto, open or proprietary")
-    undecided = [
-        _named(g) for g in nvidia if g.get("open_kernel_module") not in ("required", "supported", "unsupported")
-    ]
-    if undecided:
-        raise HardwareRuleError(
-            f"neither NVIDIA's lists of driver {nvidia_lists.DRIVER_VERSION} nor the hardware rules know whether "
-            f"the open kernel modules drive {', '.join(undecided)}: set nvidia_driver_flavour (open for Turing and "
-            "newer, proprietary for older GPUs)"
+    candidates = ["open"] if required else ["proprietary"] if unsupported else ["open", "proprietary"]
+    working = [f for f in candidates if (source or "", branch or 0, f) not in KNOWN_MODULE_BUILD_FAILURES]
+    if not working:
+        broken = "; ".join(KNOWN_MODULE_BUILD_FAILURES[(source or "", branch or 0, f)] for f in candidates)
+        fix = (
+            "set nvidia_driver_source: cuda_repo (NVIDIA's repository, or a mirror of it)"
+            if source == "distribution"
+            else "choose another nvidia_driver_cuda_branch (and its nvidia_driver_cuda_version)"
         )
-    if unsupported:
-        return "proprietary"
-    broken = KNOWN_MODULE_BUILD_FAILURES.get((source or "", branch or 0, "open"))
-    if broken and required:
-        raise HardwareRuleError(
-            f"{', '.join(required)} need the open kernel modules, and {broken}: set nvidia_driver_source: cuda_repo "
-            "(NVIDIA's repository, or a mirror of it)"
-        )
-    return "proprietary" if broken else "open"
+        needs = f"{', '.join(required)} need the open kernel modules, and " if required else ""
+        raise HardwareRuleError(f"{needs}{broken}: {fix}")
+    return working[0]
+
+
+def unplaceable(gpus: list[dict]) -> list[dict]:
+    """NVIDIA GPUs in no list and no known chip family: the rules cannot tell which flavour or branch drives them."""
+    return [g for g in _nvidia(gpus) if g.get("architecture") is None and g.get("open_kernel_module") is None]
 
 
 def driver_branch_problems(branch: int, gpus: list[dict]) -> list[str]:
     """Why a driver branch cannot drive these GPUs (empty when it can)."""
     problems = []
     for gpu in _nvidia(gpus):
-        facts = ARCHITECTURES.get(gpu.get("architecture") or "")
-        if facts is None:
-            problems.append(
-                f"the hardware rules cannot tell which driver branch drives {_named(gpu)}: neither NVIDIA's lists of "
-                f"driver {nvidia_lists.DRIVER_VERSION} nor the device-id ranges of known chip families include it"
-            )
-            continue
-        oldest = facts["min_driver_branch"]
+        if gpu in unplaceable(gpus):
+            continue  # driver_plan names it
+        facts = ARCHITECTURES.get(gpu.get("architecture") or "", {})
+        generation = gpu.get("architecture") or "a legacy generation"
+        oldest = facts.get("min_driver_branch")
         newest = gpu.get("newest_driver_branch") or facts.get("max_driver_branch")
         if oldest is not None and branch < oldest:
-            problems.append(
-                f"{gpu['model']} ({gpu['architecture']}) needs driver branch {oldest} or newer, not {branch}"
-            )
+            problems.append(f"{gpu['model']} ({generation}) needs driver branch {oldest} or newer, not {branch}")
         if newest is not None and branch > newest:
-            problems.append(
-                f"{gpu['model']} ({gpu['architecture']}) is driven by branch {newest} at the newest, not {branch}"
-            )
+            problems.append(f"{gpu['model']} ({generation}) is driven by branch {newest} at the newest, not {branch}")
     return sorted(set(problems))
 
 
@@ -726,6 +767,13 @@ def driver_plan(
         else f"; the distribution's driver is branch {branch}: set nvidia_driver_source: cuda_repo for another"
     )
     problems += [f"{branch_variable}: {p}{branch_fix}" for p in driver_branch_problems(branch, gpus)]
+    problems += [
+        f"{_named(gpu)} is in neither NVIDIA's device lists of driver {nvidia_lists.DRIVER_VERSION} nor a chip family "
+        "the hardware rules know, so they cannot tell which driver flavour and branch drive it: add it to "
+        "ironserve/hardware.py (_MODELS, or its family to NVIDIA_FAMILY_RANGES), or regenerate "
+        "ironserve/nvidia_devices.py from a newer driver's packages (tools/nvidia_device_list.py)"
+        for gpu in unplaceable(gpus)
+    ]
     fabric_manager = bool(gpu_facts.get("nvswitch"))
     nvlink5 = fabric_manager and any(g.get("architecture") == "blackwell" for g in _nvidia(gpus))
     if fabric_manager and source != "cuda_repo":

@@ -22,15 +22,17 @@ _OPEN_ROW = re.compile(r"^\|\s*(?P<name>\S.*?\S)\s*\|\s*(?P<device>[0-9A-F]{4})(
 _LEGACY = re.compile(r"^The (?P<branch>\d+)\.\S+ driver supports the following set of GPUs:")
 
 
-def parse_driver_readme(text: str) -> tuple[dict[str, str], dict[str, int]]:
-    """(device id -> product name for the devices this release drives, device id -> newest legacy branch).
+def parse_driver_readme(text: str) -> tuple[dict[str, str], dict[str, int], dict[str, str]]:
+    """(device id -> product name for the devices this release drives, device id -> newest legacy branch, device id
+    -> product name of the legacy devices).
 
     Device ids as '0x2330'. A device listed with several subsystem ids keeps the name of its row without one (the
-    chip's own name), else its first row's.
+    chip's own name), else its first row's; a legacy device the name of its newest branch's first row.
     """
     current: dict[str, str] = {}
     plain: set[str] = set()
     legacy: dict[str, int] = {}
+    legacy_names: dict[str, str] = {}
     start = text.find("A1. CURRENT NVIDIA GPUS")
     end = text.find("Appendix B.", start)
     if start < 0:
@@ -51,9 +53,10 @@ def parse_driver_readme(text: str) -> tuple[dict[str, str], dict[str, int]]:
                 current[device] = row["name"]
             if not with_subsystem:
                 plain.add(device)
-        elif device not in current:
-            legacy[device] = max(branch, legacy.get(device, 0))
-    return current, legacy
+        elif device not in current and branch > legacy.get(device, 0):
+            legacy[device] = branch
+            legacy_names[device] = row["name"]
+    return current, legacy, legacy_names
 
 
 def parse_open_readme(text: str) -> set[str]:
@@ -68,7 +71,10 @@ def read_from_deb(deb: Path, member: str) -> str:
     """One gzip-compressed document of a Debian package, as text (dpkg-deb unpacks the data archive)."""
     data = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(deb)], capture_output=True, check=True).stdout
     with tarfile.open(fileobj=io.BytesIO(data)) as archive:
-        extracted = archive.extractfile("." + member if not member.startswith(".") else member)
+        try:
+            extracted = archive.extractfile("." + member if not member.startswith(".") else member)
+        except KeyError:
+            extracted = None
         if extracted is None:
             raise ValueError(f"{deb.name} has no {member}")
         return gzip.decompress(extracted.read()).decode()

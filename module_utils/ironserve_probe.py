@@ -169,12 +169,28 @@ def _nvidia_smi(system: System) -> dict | None:
             "ecc_mode": text(gpu, "ecc_mode/current_ecc"),
             "memory_mib": _int(memory.split()[0]) if memory else None,
             "compute_capability": text(gpu, "compute_cap"),
+            "product_architecture": text(gpu, "product_architecture"),
             "persistence_mode": text(gpu, "persistence_mode"),
             # NVLink fabric (HGX boards with NVSwitch, Hopper and newer): In Progress / Completed, and its result.
             "fabric_state": text(gpu, "fabric/state"),
             "fabric_status": text(gpu, "fabric/status"),
         }
+    # The XML of the drivers captured so far carries no compute capability; the query form does (510 and newer).
+    query = system.run(["nvidia-smi", "--query-gpu=pci.bus_id,compute_cap", "--format=csv,noheader"])
+    for line in (query[1] if query and query[0] == 0 else "").splitlines():
+        bus_id, _, capability = (part.strip() for part in line.partition(","))
+        seen = gpus.get(bus_id.lower()[-12:])
+        if seen is not None and not seen["compute_capability"] and capability[:1].isdigit():
+            seen["compute_capability"] = capability
     return {"driver_version": text(root, "driver_version"), "cuda_version": text(root, "cuda_version"), "gpus": gpus}
+
+
+def _module_flavour(system: System) -> str | None:
+    """Which NVIDIA kernel module is loaded: /proc/driver/nvidia/version names the open one "Open Kernel Module"."""
+    version = system.read("/proc/driver/nvidia/version")
+    if not version:
+        return None
+    return "open" if "Open Kernel Module" in version else "proprietary"
 
 
 # Where Debian's pci.ids package (pulled in by pciutils) and other distributions keep the PCI ID Repository's list.
@@ -261,7 +277,9 @@ def probe_gpus(system: System) -> dict:
                 fabric_state=seen["fabric_state"],
                 fabric_status=seen["fabric_status"],
             )
-            gpu = rules.with_driver_facts(gpu, seen["product_name"], seen["memory_mib"], seen["compute_capability"])
+            gpu = rules.with_driver_facts(
+                gpu, seen["product_name"], seen["memory_mib"], seen["compute_capability"], seen["product_architecture"]
+            )
         gpus.append(gpu)
     jetson_model = system.read("/proc/device-tree/model")
     if jetson_model:
@@ -287,7 +305,7 @@ def probe_gpus(system: System) -> dict:
             for g in gpus:
                 if g["vendor"] == "amd":
                     g["driver_version"] = amd_driver
-            _rocm_cards(system, [g for g in gpus if g["vendor"] == "amd"])
+        _rocm_cards(system, [g for g in gpus if g["vendor"] == "amd"])
     return {
         "gpus": gpus,
         "count": len(gpus),
@@ -295,6 +313,7 @@ def probe_gpus(system: System) -> dict:
         "nvswitches": nvswitches,
         "nvswitch": bool(nvswitches),
         "driver_loaded": smi is not None,
+        "driver_module_flavour": _module_flavour(system),
         "driver_version": smi["driver_version"] if smi else None,
         "cuda_version": smi["cuda_version"] if smi else None,
     }

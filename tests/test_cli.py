@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from ironserve import cli
 
 
@@ -67,17 +69,31 @@ def test_prune_removes_stale_images_and_layers_and_keeps_current_ones(tmp_path, 
 
 
 def test_plan_gpu_takes_an_exact_name_before_a_prefix(capsys):
-    # Names that are prefixes of others: the exact one wins ('L4' is not 'L40', 'A10' not 'A100', 'H20' not 'H200').
-    for gpu, model in (("L4", "L4"), ("L40", "L40"), ("A10", "A10"), ("H20", "H20 96GB"), ("h200 sxm", "H200 SXM")):
+    # Names that are prefixes of others: the exact one wins ('L4' is not 'L40', 'A10' not 'A100', 'H20' not 'H200');
+    # family words may be left out ('T4' is the Tesla T4, 'MI300X' the Instinct MI300X).
+    cases = (
+        ("L4", "L4"),
+        ("L40", "L40"),
+        ("A10", "A10"),
+        ("H20", "H20 96GB"),
+        ("h200 sxm", "H200 SXM 141GB"),
+        ("T4", "Tesla T4"),
+        ("RTX 4090", "GeForce RTX 4090"),
+        ("MI300X", "Instinct MI300X"),
+    )
+    for gpu, model in cases:
         assert cli.main(["plan", "--gpu", gpu, "--count", "8", "--json"]) == cli.EXIT_OK, capsys.readouterr().err
-        out = capsys.readouterr().out
-        assert f'"model": "{model}' in out or model in out, (gpu, out)
+        reasons = json.loads(capsys.readouterr().out)["reasons"]
+        assert reasons[0].startswith(f"8 x {model}:"), (gpu, reasons[0])
 
 
 def test_plan_gpu_that_is_ambiguous_or_unknown_lists_the_models(capsys):
     assert cli.main(["plan", "--gpu", "A100", "--count", "8"]) == cli.EXIT_BAD_INPUT
     err = capsys.readouterr().err
-    assert "--gpu 'A100' must name one GPU model; it begins A100 PCIe 40GB, A100 PCIe 80GB" in err
+    assert (
+        "--gpu 'A100' must name one GPU model; it could be any of A100 PCIe 40GB, A100 PCIe 80GB, A100 SXM4 40GB, "
+        "A100 SXM4 80GB\n" in err
+    ), err
     assert cli.main(["plan", "--gpu", "Z9000", "--count", "8"]) == cli.EXIT_BAD_INPUT
     err = capsys.readouterr().err
     assert "the models the planner sizes are " in err

@@ -5,6 +5,7 @@ and generated sysfs trees with random ids, where every rule must answer with a c
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import random
 import re
 from pathlib import Path
@@ -95,9 +96,27 @@ def test_a_device_no_list_knows_is_named_from_the_hosts_pci_ids(tmp_path):
     assert first["open_kernel_module"] == "required"
     assert (second["model"], second["architecture"], second["known"]) == ("GX999 [Future GPU]", None, False)
     assert any("GX999 [Future GPU] (0x10de:0x3a01) is not in the hardware rules" in u for u in system.unknown)
-    plan = hardware.driver_plan({"gpus": [second]}, "cuda_repo", 580)
-    assert plan["flavour"] is None
-    assert any("GX999 [Future GPU] (nvidia device 0x3a01) at 0000:02:00.0" in p for p in plan["problems"])
+    # One problem, naming the device and the fix that works (no flavour or branch setting can help here).
+    plan = hardware.driver_plan({"gpus": [second]}, "cuda_repo", 580, "open")
+    assert plan["problems"] == [
+        "GX999 [Future GPU] (nvidia device 0x3a01) at 0000:02:00.0 is in neither NVIDIA's device lists of driver "
+        "550.163.01 nor a chip family the hardware rules know, so they cannot tell which driver flavour and branch "
+        "drive it: add it to ironserve/hardware.py (_MODELS, or its family to NVIDIA_FAMILY_RANGES), or regenerate "
+        "ironserve/nvidia_devices.py from a newer driver's packages (tools/nvidia_device_list.py)"
+    ]
+
+
+def test_a_legacy_gpu_is_named_from_nvidias_legacy_list_and_refused_with_its_last_branch(tmp_path):
+    host = FakeHost(tmp_path)
+    host.pci(["0000:01:00.0"], NV, "0x06c0", "0x030000")  # GeForce GTX 480 (Fermi): branch 390 at the newest
+    gpu = probe_lib.probe_gpus(probe_lib.System(str(host.root), host.commands))
+    assert (gpu["gpus"][0]["model"], gpu["gpus"][0]["name_source"]) == ("GeForce GTX 480", "nvidia list")
+    plan = hardware.driver_plan(gpu, "distribution", 550)
+    assert plan["flavour"] == "proprietary"
+    assert plan["problems"] == [
+        "nvidia_driver_source: GeForce GTX 480 (a legacy generation) is driven by branch 390 at the newest, not 550; "
+        "the distribution's driver is branch 550: set nvidia_driver_source: cuda_repo for another"
+    ]
 
 
 def test_amd_dies_are_gpus_of_their_own_and_unknown_amd_accelerators_are_listed(tmp_path):
@@ -150,7 +169,8 @@ def test_a_gpu_split_into_mig_instances_is_planned_per_instance(tmp_path):
 
 def test_nvidias_lists_are_read_from_the_driver_packages_readmes():
     driver = (Path(__file__).parent / "fixtures/nvidia-readme/README.txt").read_text()
-    current, legacy = nvidia_lists.parse_driver_readme(driver)
+    current, legacy, legacy_names = nvidia_lists.parse_driver_readme(driver)
+    assert legacy_names["0x102d"] == "Tesla K80"
     assert current["0x2330"] == "NVIDIA H100 80GB HBM3"  # listed per subsystem only: the first row's name
     assert current["0x1340"] == "NVIDIA GeForce 830M"  # the chip's own row, not the OEM's "830A" below it
     assert legacy["0x102d"] == 470  # Tesla K80
@@ -198,7 +218,7 @@ def test_random_unknown_ids_of_every_vendor_never_raise(tmp_path, case):
     for found in gpu["gpus"]:
         assert found["model"]
         if not found["known"]:
-            assert found["device_id"] in found["model"] or found["name_source"] == "pci.ids"
+            assert found["device_id"] in found["model"] or found["name_source"] in ("pci.ids", "nvidia list")
     for source, branch in (("distribution", 550), ("cuda_repo", 580)):
         plan = hardware.driver_plan(gpu, source, branch, rng.choice([None, "auto", "open", "proprietary"]))
         assert all(isinstance(p, str) and p for p in plan["problems"])
@@ -218,3 +238,54 @@ def test_the_generated_lists_are_of_the_driver_the_role_pins():
     pins = (Path(__file__).resolve().parents[1] / "roles/nvidia_driver/vars/Debian.yml").read_text()
     assert f"nvidia-kernel-dkms={nvidia_devices.DRIVER_VERSION}-" in pins
     assert f"nvidia-open-kernel-dkms={nvidia_devices.DRIVER_VERSION}-" in pins
+
+
+def test_chip_family_ranges_do_not_overlap_and_agree_with_the_table():
+    ranges = sorted(hardware.NVIDIA_FAMILY_RANGES)
+    for (_, high, _), (low, _, _) in itertools.pairwise(ranges):
+        assert high < low, ranges
+    for (vendor, device), (model, architecture, _, _) in hardware._MODELS.items():
+        if vendor == NV:
+            assert hardware.nvidia_family(device) == architecture, (model, device)
+    # Hopper parts the table does not size (H800 PCIe, H20-3e) are Hopper, with FP8.
+    for device in ("0x2322", "0x232c"):
+        assert (hardware.describe_gpu(NV, device)["architecture"], hardware.describe_gpu(NV, device)["fp8"]) == (
+            "hopper",
+            True,
+        )
+
+
+def test_the_loaded_drivers_view_corrects_the_architecture(tmp_path):
+    # The query form gives the compute capability the XML of these drivers lacks.
+    host, _ = _host_with_capture(tmp_path, "rtx-2080-win.xml")
+    host.commands["nvidia-smi --query-gpu=pci.bus_id,compute_cap --format=csv,noheader"] = (
+        0,
+        "00000000:0A:00.0, 7.5\n",
+    )
+    gpu = probe_lib.probe_gpus(probe_lib.System(str(host.root), host.commands))["gpus"][0]
+    assert (gpu["compute_capability"], gpu["architecture"]) == ("7.5", "turing")
+    # A device placed in the wrong family is corrected by nvidia-smi's product architecture, or its capability.
+    misplaced = {**hardware.describe_gpu(NV, "0x2204"), "device_id": "0x2204"}  # placed in ampere-ga10x
+    corrected = hardware.with_driver_facts(misplaced, "Some GPU", 98304, None, "Hopper")
+    assert (corrected["architecture"], corrected["fp8"], corrected["architecture_source"]) == (
+        "hopper",
+        True,
+        "nvidia-smi",
+    )
+    by_capability = hardware.with_driver_facts(misplaced, None, None, "8.9", "Ampere")
+    assert by_capability["architecture"] == "ada"
+    same_family = hardware.with_driver_facts(misplaced, None, None, None, "Ampere")
+    assert same_family["architecture"] == "ampere-ga10x"
+
+
+def test_the_loaded_modules_flavour_is_read(tmp_path):
+    host = FakeHost(tmp_path)
+    host.write(
+        "/proc/driver/nvidia/version",
+        "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.95.05  Release Build  (dvs-builder@U16)\n",
+    )
+    assert probe_lib.probe_gpus(probe_lib.System(str(host.root), host.commands))["driver_module_flavour"] == "open"
+    host.write("/proc/driver/nvidia/version", "NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.163.01  Release\n")
+    assert probe_lib.probe_gpus(probe_lib.System(str(host.root), host.commands))["driver_module_flavour"] == (
+        "proprietary"
+    )

@@ -4,14 +4,14 @@
 # (flavour, branch, Fabric Manager) for the GPUs it finds and for both driver sources, the loaded module's flavour
 # and version against them, nvidia-smi's GPUs (address and model) against the probe's, what the rules say from the
 # PCI id alone (name, architecture, compute capability, memory) against nvidia-smi, MIG instances, and the model
-# plan. With ansible-playbook on PATH it also runs the GPU stage's
-# driver role in check mode.
+# plan. With ansible-playbook on PATH it also runs the driver role's own plan and refusals (read-only).
 # Usage (repository root): tools/gpu-device-check.sh [OUT_DIR]; exit 0 when every check passes.
 set -euo pipefail
 out=${1:-${OUT:-artifacts/gpu-device}}
 mkdir -p "$out"
 command -v nvidia-smi >/dev/null && nvidia-smi -q -x > "$out/nvidia-smi-q-x.xml" || true
-PYTHONPATH=module_utils:. python3 - "$out" <<'PY'
+status=0
+PYTHONPATH=module_utils:. python3 - "$out" <<'PY' || status=$?
 import json, os, subprocess, sys
 
 import ironserve_probe as probe
@@ -58,10 +58,10 @@ for bus_id, device_id, name, capability, memory_mib, mig in rows:
     print(f"{bus_id}: nvidia-smi {name}, cc {capability}, {memory_mib} MiB, MIG {mig}; rules from the PCI id: "
           f"{rules['model']} ({rules['name_source']}), {rules['architecture']} ({rules['architecture_source']}), "
           f"cc {rules['compute_capability']}, {rules['memory_gib']} GiB, open modules {rules['open_kernel_module']}")
-    if rules["architecture"] != from_smi:
+    if from_smi and rules["architecture"] != from_smi:
         failures.append(f"{bus_id}: the rules place {device_id} in {rules['architecture']}, nvidia-smi's cc "
                         f"{capability} says {from_smi}")
-    if rules["memory_gib"] and abs(rules["memory_gib"] * 1024 - int(memory_mib)) > 0.1 * int(memory_mib):
+    if rules["memory_gib"] and memory_mib.isdigit() and abs(rules["memory_gib"] * 1024 - int(memory_mib)) > 0.1 * int(memory_mib):
         failures.append(f"{bus_id}: the table says {rules['memory_gib']} GiB, nvidia-smi {memory_mib} MiB")
 for source, branch in (("distribution", 550), ("cuda_repo", 580)):
     other = hardware.driver_plan(hw["gpu"], source, branch, None, hw["host"]["secure_boot"], True)
@@ -74,8 +74,15 @@ json.dump({"plan": plan, "failures": failures}, open(os.path.join(out, "checks.j
 print("FAILED:\n  - " + "\n  - ".join(failures) if failures else "all GPU stack checks passed")
 sys.exit(1 if failures else 0)
 PY
+# With ansible-playbook on PATH: the driver role's own plan and refusals (read-only; the GPU stage itself would
+# install and reboot, which a check on somebody else's machine must not).
 if command -v ansible-playbook >/dev/null; then
   printf 'all:\n  children:\n    gpu_servers:\n      hosts:\n        localhost:\n          ansible_connection: local\n' > "$out/inventory.yml"
-  ansible-playbook -i "$out/inventory.yml" --check -e nvidia_driver_source=distribution playbooks/gpu.yml \
-    | tee "$out/gpu-stage-check.log"
+  printf -- '- name: Driver plan\n  hosts: gpu_servers\n  become: true\n  gather_facts: false\n  tasks:\n    - name: Plan\n      ansible.builtin.include_role:\n        name: nvidia_driver\n        tasks_from: preflight\n' > "$out/driver-plan.yml"
+  PYTHONPATH=. ANSIBLE_LIBRARY=library ANSIBLE_MODULE_UTILS=module_utils ANSIBLE_FILTER_PLUGINS=filter_plugins ANSIBLE_ROLES_PATH=roles \
+    ansible-playbook -i "$out/inventory.yml" -e ansible_python_interpreter=/usr/bin/python3 \
+    -e nvidia_driver_source=cuda_repo -e nvidia_driver_cuda_repo_key_file=none \
+    "$out/driver-plan.yml" > "$out/driver-plan.log" 2>&1 || status=1
+  tail -5 "$out/driver-plan.log"
 fi
+exit "$status"
