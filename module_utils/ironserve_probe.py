@@ -203,15 +203,24 @@ def _pci_ids(system: System) -> str | None:
     return next((text for text in map(system.read, PCI_IDS_FILES) if text), None)
 
 
-def _rocm_cards(system: System, amd_gpus: list[dict]) -> None:
-    """rocm-smi's name, memory and NUMA node of each AMD GPU, matched by PCI address: they win over the table's."""
-    result = system.run(["rocm-smi", "--showproductname", "--showmeminfo", "vram", "--showbus", "--json"])
+ROCM_SMI = ["rocm-smi", "--showdriverversion", "--showproductname", "--showmeminfo", "vram", "--showbus", "--json"]
+
+
+def _rocm_smi(system: System, amd_gpus: list[dict]) -> None:
+    """rocm-smi's driver version, and each AMD GPU's name and memory matched by PCI address: they win over the
+    table's. One call; a missing or failing tool (no amdgpu loaded) is noted, and each GPU it does not list."""
+    result = system.run(ROCM_SMI)
     try:
-        cards = json.loads(result[1]) if result and result[0] == 0 else {}
+        answer = json.loads(result[1]) if result and result[0] == 0 else None
     except ValueError:
-        cards = {}
-    by_address = {str(c.get("PCI Bus", "")).lower(): c for c in cards.values() if isinstance(c, dict)}
+        answer = None
+    if not isinstance(answer, dict):
+        system.note("AMD driver facts (rocm-smi absent or failing)")
+        answer = {}
+    driver = (answer.get("system") or {}).get("Driver version")
+    by_address = {str(c.get("PCI Bus", "")).lower(): c for c in answer.values() if isinstance(c, dict)}
     for gpu in amd_gpus:
+        gpu["driver_version"] = driver
         card = by_address.get((gpu.get("pci_address") or "").lower())
         if card is None:
             system.note(f"AMD GPU {gpu.get('pci_address')}: rocm-smi does not list it (memory from the table)")
@@ -294,18 +303,7 @@ def probe_gpus(system: System) -> dict:
     if any(g["vendor"] == "nvidia" and g["source"] == "sysfs" for g in gpus) and smi is None:
         system.note("NVIDIA driver facts (nvidia-smi absent or failing): MIG, ECC, driver and CUDA versions")
     if any(g["vendor"] == "amd" for g in gpus):
-        rocm = system.run(["rocm-smi", "--showdriverversion", "--json"])
-        if rocm is None or rocm[0] != 0:
-            system.note("AMD driver facts (rocm-smi absent or failing)")
-        else:
-            try:
-                amd_driver = json.loads(rocm[1]).get("system", {}).get("Driver version")
-            except ValueError:
-                amd_driver = None
-            for g in gpus:
-                if g["vendor"] == "amd":
-                    g["driver_version"] = amd_driver
-        _rocm_cards(system, [g for g in gpus if g["vendor"] == "amd"])
+        _rocm_smi(system, [g for g in gpus if g["vendor"] == "amd"])
     return {
         "gpus": gpus,
         "count": len(gpus),

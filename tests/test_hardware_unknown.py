@@ -140,8 +140,7 @@ def test_rocm_smi_names_and_sizes_each_amd_gpu_by_its_address(tmp_path):
     host = FakeHost(tmp_path)
     for card in ("0000:83:00.0", "0000:a3:00.0", "0000:c3:00.0", "0000:e3:00.0", "0000:f0:00.0"):
         host.pci([card], AMD, "0x738c", "0x038000", numa=1)
-    host.commands["rocm-smi --showdriverversion --json"] = (0, capture)
-    host.commands["rocm-smi --showproductname --showmeminfo vram --showbus --json"] = (0, capture)
+    host.commands[" ".join(probe_lib.ROCM_SMI)] = (0, capture)
     system = probe_lib.System(str(host.root), host.commands)
     gpus = probe_lib.probe_gpus(system)["gpus"]
     assert [(g["model"], g["memory_gib"], g["driver_version"]) for g in gpus[:4]] == [

@@ -92,7 +92,7 @@ def test_amd_instinct_is_recognised_and_amd_graphics_is_not_a_gpu(host):
     assert gpu["gpus"][0]["architecture"] == "cdna2"
     assert gpu["gpus"][0]["fp8"] is False
     assert "AMD driver facts (rocm-smi absent or failing)" in system.unknown
-    host.commands["rocm-smi --showdriverversion --json"] = (0, '{"system": {"Driver version": "6.10.5"}}')
+    host.commands[" ".join(probe_lib.ROCM_SMI)] = (0, '{"system": {"Driver version": "6.10.5"}}')
     assert {g["driver_version"] for g in probe_lib.probe_gpus(_system(host))["gpus"]} == {"6.10.5"}
 
 
