@@ -170,6 +170,8 @@ def test_a_light_machine_gets_its_identity_written_before_boot(tmp_path):
     assert "MACAddress=52:54:00:00:00:01" in mgmt
     assert "Address=10.0.2.15/24" in mgmt
     assert "MTUBytes=9000" in (root / "etc/systemd/network/90-lab-data.network").read_text()
+    # No root block device in a container: initramfs rebuilds need MODULES=most, not the QEMU image's dep.
+    assert "MODULES=most" in (root / "etc/initramfs-tools/conf.d/ironserve-lab.conf").read_text()
 
 
 def test_a_kernel_panic_at_boot_is_told_at_once_not_after_the_ssh_timeout(tmp_path):

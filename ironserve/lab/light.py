@@ -31,7 +31,7 @@ from pathlib import Path
 
 from ironserve import paths
 from ironserve.commands import run_step
-from ironserve.lab import processes, vm
+from ironserve.lab import image, processes, vm
 from ironserve.lab.spec import BUNDLE_GUEST_ADDRESS, MGMT_GUEST_ADDRESS, MGMT_PREFIX, Machine
 
 NSPAWN_STATE = Path("/run/systemd/nspawn")
@@ -109,6 +109,12 @@ def write_identity(plan: LightPlan) -> None:
     (ssh / "authorized_keys").write_text(plan.public_key)
     (ssh / "authorized_keys").chmod(0o600)
     _run("host keys", ["ssh-keygen", "-A", "-f", str(root)])
+    # A container has no root block device, so the image's MODULES=dep (ironserve/lab/image.py) makes every
+    # initramfs rebuild a package triggers fail ("failed to determine device for /"); MODULES=most needs none, and
+    # at native speed its cost does not matter. Found when amdgpu's firmware package rebuilt the initramfs.
+    initramfs = root / image.LAB_INITRAMFS_CONF.lstrip("/")
+    initramfs.parent.mkdir(parents=True, exist_ok=True)
+    initramfs.write_text("# ironserve lab, light machine: see ironserve/lab/light.py\nMODULES=most\n")
     seed = root / "etc/systemd/system/ironserve-lab-seed.service"
     seed.unlink(missing_ok=True)
     seed.symlink_to("/dev/null")
