@@ -14,7 +14,7 @@ import ironserve_probe as probe_lib
 import pytest
 from fakehost import FakeHost
 
-from ironserve import hardware, nvidia_devices, nvidia_lists, planner, preflight
+from ironserve import hardware, nvidia_devices, nvidia_lists, paths, planner, preflight
 
 CAPTURES = Path(__file__).parent / "fixtures/nvidia-smi/captures"
 NV, AMD = hardware.NVIDIA_VENDOR, hardware.AMD_VENDOR
@@ -182,7 +182,7 @@ def test_nvidias_lists_are_read_from_the_driver_packages_readmes():
 
 
 def test_the_generated_lists_match_the_bundles_packages_when_they_are_at_hand():
-    pool = Path.home() / ".cache/ironserve/bundle/pool"
+    pool = paths.bundle_dir() / "pool"
     debs = sorted(pool.glob("nvidia-kernel-dkms_*.deb")) if pool.is_dir() else []
     if not debs:
         pytest.skip("no bundle with the driver packages on this machine ('ironserve bundle build' makes one)")
