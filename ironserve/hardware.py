@@ -525,7 +525,7 @@ def _nvidia(gpus: list[dict]) -> list[dict]:
     return [g for g in gpus if g.get("vendor") == "nvidia" and g.get("architecture") != "ampere-orin"]
 
 
-def _named(gpu: dict) -> str:
+def named(gpu: dict) -> str:
     """How a problem names a device: its model, vendor and device id, and where it sits."""
     where = f" at {gpu['pci_address']}" if gpu.get("pci_address") else ""
     return f"{gpu.get('model') or 'a GPU'} ({gpu.get('vendor')} device {gpu.get('device_id')}){where}"
@@ -609,7 +609,7 @@ def cuda_toolkit_for(driver_version: str, gpus: list[dict]) -> str:
     """The newest CUDA toolkit this driver runs that still builds for every GPU here."""
     if not driver_version or not all(part.isdigit() for part in str(driver_version).split(".")):
         raise HardwareRuleError(f"'{driver_version}' is not a driver version (like 550.163.01)")
-    unplaced = [_named(g) for g in _nvidia(gpus) if not g.get("compute_capability")]
+    unplaced = [named(g) for g in _nvidia(gpus) if not g.get("compute_capability")]
     if unplaced:
         raise HardwareRuleError(
             f"the compute capability of {', '.join(unplaced)} is unknown, so no CUDA toolkit can be chosen for it; "
@@ -768,7 +768,7 @@ def driver_plan(
     )
     problems += [f"{branch_variable}: {p}{branch_fix}" for p in driver_branch_problems(branch, gpus)]
     problems += [
-        f"{_named(gpu)} is in neither NVIDIA's device lists of driver {nvidia_lists.DRIVER_VERSION} nor a chip family "
+        f"{named(gpu)} is in neither NVIDIA's device lists of driver {nvidia_lists.DRIVER_VERSION} nor a chip family "
         "the hardware rules know, so they cannot tell which driver flavour and branch drive it: add it to "
         "ironserve/hardware.py (_MODELS, or its family to NVIDIA_FAMILY_RANGES), or regenerate "
         "ironserve/nvidia_devices.py from a newer driver's packages (tools/nvidia_device_list.py)"

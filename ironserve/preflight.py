@@ -37,8 +37,8 @@ def _gpu_problems(gpu: dict, declared: dict) -> list[str]:
     for g in gpus:
         if not g.get("known", True):
             problems.append(
-                f"GPU at {g['pci_address']} is {g['model']} ({g.get('vendor')} device {g.get('device_id')}), whose "
-                f"architecture neither NVIDIA's device lists (driver {hardware.nvidia_lists.DRIVER_VERSION}) nor "
+                f"{hardware.named(g)}: its architecture neither NVIDIA's device lists (driver "
+                f"{hardware.nvidia_lists.DRIVER_VERSION}) nor "
                 "ironserve's hardware rules know: add it to ironserve/hardware.py, or for NVIDIA regenerate "
                 "ironserve/nvidia_devices.py from a newer driver's packages (tools/nvidia_device_list.py)"
             )

@@ -225,6 +225,7 @@ def _rocm_smi(system: System, amd_gpus: list[dict]) -> None:
         if card is None:
             system.note(f"AMD GPU {gpu.get('pci_address')}: rocm-smi does not list it (memory from the table)")
             continue
+        gpu["source"] = "rocm-smi"
         vram = _int(card.get("VRAM Total Memory (B)"))
         if vram:
             gpu["memory_mib"] = vram // (1024 * 1024)

@@ -20,6 +20,10 @@ CAPTURES = Path(__file__).parent / "fixtures/nvidia-smi/captures"
 NV, AMD = hardware.NVIDIA_VENDOR, hardware.AMD_VENDOR
 
 
+def _probe_gpus(host: FakeHost) -> dict:
+    return probe_lib.probe_gpus(probe_lib.System(str(host.root), host.commands))
+
+
 def _host_with_capture(tmp_path: Path, capture: str) -> tuple[FakeHost, str]:
     """A host whose PCI bus has the capture's GPUs (address and device id from the XML) and whose nvidia-smi
     prints the capture."""
@@ -49,7 +53,7 @@ def test_real_captures_are_described_and_planned_without_raising(
     tmp_path, capture, count, model, architecture, memory_gib, flavour_from_debian, branch_problem
 ):
     host, _ = _host_with_capture(tmp_path, capture)
-    gpu = probe_lib.probe_gpus(probe_lib.System(str(host.root), host.commands))
+    gpu = _probe_gpus(host)
     assert gpu["count"] == count
     first = gpu["gpus"][0]
     assert (first["model"], first["architecture"], first["memory_gib"]) == (model, architecture, memory_gib)
@@ -67,7 +71,7 @@ def test_real_captures_are_described_and_planned_without_raising(
 def test_without_the_driver_the_names_come_from_nvidias_lists_and_the_memory_stays_unknown(tmp_path):
     host = FakeHost(tmp_path)
     host.pci(["0000:01:00.0"], NV, "0x1e87", "0x030000")  # RTX 2080, not in the table
-    gpu = probe_lib.probe_gpus(probe_lib.System(str(host.root), host.commands))["gpus"][0]
+    gpu = _probe_gpus(host)["gpus"][0]
     assert (gpu["model"], gpu["name_source"], gpu["architecture_source"]) == (
         "NVIDIA GeForce RTX 2080",
         "nvidia list",
@@ -109,7 +113,7 @@ def test_a_device_no_list_knows_is_named_from_the_hosts_pci_ids(tmp_path):
 def test_a_legacy_gpu_is_named_from_nvidias_legacy_list_and_refused_with_its_last_branch(tmp_path):
     host = FakeHost(tmp_path)
     host.pci(["0000:01:00.0"], NV, "0x06c0", "0x030000")  # GeForce GTX 480 (Fermi): branch 390 at the newest
-    gpu = probe_lib.probe_gpus(probe_lib.System(str(host.root), host.commands))
+    gpu = _probe_gpus(host)
     assert (gpu["gpus"][0]["model"], gpu["gpus"][0]["name_source"]) == ("GeForce GTX 480", "nvidia list")
     plan = hardware.driver_plan(gpu, "distribution", 550)
     assert plan["flavour"] == "proprietary"
@@ -125,7 +129,7 @@ def test_amd_dies_are_gpus_of_their_own_and_unknown_amd_accelerators_are_listed(
         host.pci([f"0000:{0x50 + index:02x}:00.0"], AMD, "0x740c", "0x038000")
     host.pci(["0000:60:00.0"], AMD, "0x738c", "0x038000")  # MI100: not in the table
     host.pci(["0000:00:08.0"], AMD, "0x1638", "0x030000")  # an APU's graphics: not an accelerator
-    gpus = probe_lib.probe_gpus(probe_lib.System(str(host.root), host.commands))["gpus"]
+    gpus = _probe_gpus(host)["gpus"]
     assert [g["device_id"] for g in gpus] == ["0x740c", "0x740c", "0x738c"]
     assert [g["memory_gib"] for g in gpus[:2]] == [64, 64]
     assert (gpus[2]["known"], gpus[2]["model"]) == (False, "unknown amd device 0x738c")
@@ -147,12 +151,13 @@ def test_rocm_smi_names_and_sizes_each_amd_gpu_by_its_address(tmp_path):
         ("Arcturus GL-XL [Instinct MI100]", 32.0, "6.3.6")
     ] * 4
     assert (gpus[4]["model"], gpus[4]["memory_gib"]) == ("unknown amd device 0x738c", None)
+    assert [g["source"] for g in gpus] == ["rocm-smi"] * 4 + ["sysfs"]
     assert "AMD GPU 0000:f0:00.0: rocm-smi does not list it (memory from the table)" in system.unknown
 
 
 def test_a_gpu_split_into_mig_instances_is_planned_per_instance(tmp_path):
     host, _ = _host_with_capture(tmp_path, "a100-sxm4-mig.xml")
-    gpu = probe_lib.probe_gpus(probe_lib.System(str(host.root), host.commands))
+    gpu = _probe_gpus(host)
     first = gpu["gpus"][0]
     assert first["mig_mode"] == "Enabled"
     assert [m["memory_mib"] for m in first["mig_devices"]] == [19968, 19968]
@@ -261,7 +266,7 @@ def test_the_loaded_drivers_view_corrects_the_architecture(tmp_path):
         0,
         "00000000:0A:00.0, 7.5\n",
     )
-    gpu = probe_lib.probe_gpus(probe_lib.System(str(host.root), host.commands))["gpus"][0]
+    gpu = _probe_gpus(host)["gpus"][0]
     assert (gpu["compute_capability"], gpu["architecture"]) == ("7.5", "turing")
     # A device placed in the wrong family is corrected by nvidia-smi's product architecture, or its capability.
     misplaced = {**hardware.describe_gpu(NV, "0x2204"), "device_id": "0x2204"}  # placed in ampere-ga10x
@@ -283,8 +288,6 @@ def test_the_loaded_modules_flavour_is_read(tmp_path):
         "/proc/driver/nvidia/version",
         "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.95.05  Release Build  (dvs-builder@U16)\n",
     )
-    assert probe_lib.probe_gpus(probe_lib.System(str(host.root), host.commands))["driver_module_flavour"] == "open"
+    assert _probe_gpus(host)["driver_module_flavour"] == "open"
     host.write("/proc/driver/nvidia/version", "NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.163.01  Release\n")
-    assert probe_lib.probe_gpus(probe_lib.System(str(host.root), host.commands))["driver_module_flavour"] == (
-        "proprietary"
-    )
+    assert _probe_gpus(host)["driver_module_flavour"] == ("proprietary")
