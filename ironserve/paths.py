@@ -37,6 +37,11 @@ def labs_dir() -> Path:
     return home() / "labs"
 
 
+def consoles_dir(lab: str) -> Path:
+    """Where 'lab down' keeps the serial consoles of a lab's QEMU machines (the last lab of that name only)."""
+    return home() / "consoles" / lab
+
+
 def ssh_key_path() -> Path:
     """The private key the lab machines accept for root (generated on first use)."""
     return home() / "lab_ed25519"

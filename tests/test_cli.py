@@ -34,6 +34,24 @@ def test_down_of_a_lab_that_is_not_up_is_harmless(tmp_path, monkeypatch, capsys)
     assert "not up" in capsys.readouterr().out
 
 
+def test_down_keeps_the_consoles_of_the_qemu_machines_of_that_lab_only(tmp_path, monkeypatch):
+    from ironserve.lab import lab
+
+    monkeypatch.setenv("IRONSERVE_HOME", str(tmp_path))
+    machines = []
+    for name, kind in (("m1", "qemu"), ("m2", "light")):
+        folder = tmp_path / "labs" / "mine" / name
+        folder.mkdir(parents=True)
+        (folder / "console.log").write_text(f"{name} booted\n")
+        machines.append({"name": name, "kind": kind, "folder": str(folder)})
+    (tmp_path / "consoles" / "mine").mkdir(parents=True)
+    (tmp_path / "consoles" / "mine" / "old.log").write_text("an earlier lab of that name\n")
+    lab._keep_consoles("mine", {"machines": machines})
+    kept = tmp_path / "consoles" / "mine"
+    assert sorted(p.name for p in kept.iterdir()) == ["m1.log"]
+    assert (kept / "m1.log").read_text() == "m1 booted\n"
+
+
 def test_leftovers_of_one_lab(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("IRONSERVE_HOME", str(tmp_path))
     (tmp_path / "labs" / "mine").mkdir(parents=True)

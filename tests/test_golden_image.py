@@ -54,7 +54,7 @@ def _builder_disk(tmp_path: Path, identity_left: bool = False) -> Path:
     root = tmp_path / "root"
     for folder in (
         "boot",
-        "etc/ssh",
+        "etc/ssh/sshd_config.d",
         "etc/systemd/system/multi-user.target.wants",
         "usr/local/sbin",
         "etc/initramfs-tools/conf.d",

@@ -36,7 +36,7 @@ BASE_PACKAGES = (
 )
 ROOT_SIZE_GB = 6
 ROOT_LABEL = "ironserve-root"
-IMAGE_FORMAT_VERSION = 3  # bump when the build steps below change what the image contains
+IMAGE_FORMAT_VERSION = 4  # bump when the build steps below change what the image contains
 
 SEED_SCRIPT = r"""#!/bin/sh
 # ironserve lab seed: gives this boot its identity from the kernel command line that the lab passed.
@@ -153,12 +153,14 @@ def _run(step: str, argv: list[str], **kwargs) -> subprocess.CompletedProcess:
 SEED_PATH = "/usr/local/sbin/ironserve-lab-seed"
 SEED_UNIT_PATH = "/etc/systemd/system/ironserve-lab-seed.service"
 LAB_INITRAMFS_CONF = "/etc/initramfs-tools/conf.d/ironserve-lab.conf"
+LAB_SSHD_CONF = "/etc/ssh/sshd_config.d/ironserve-lab.conf"
 # Files only lab machines need (a golden image made from this image leaves them out).
 LAB_ONLY_FILES = (
     "/etc/systemd/system/multi-user.target.wants/ironserve-lab-seed.service",
     SEED_UNIT_PATH,
     SEED_PATH,
     LAB_INITRAMFS_CONF,
+    LAB_SSHD_CONF,
 )
 
 
@@ -202,6 +204,13 @@ def _customise(root: Path) -> None:
     conf = root / LAB_INITRAMFS_CONF.lstrip("/")
     conf.parent.mkdir(parents=True, exist_ok=True)
     conf.write_text("# ironserve lab: see ironserve/lab/image.py\nMODULES=dep\n")
+    # Every connection to a QEMU machine comes from one address (user networking's host side, 10.0.2.2), so
+    # OpenSSH's per-source penalties (on by default since 9.8) punish the bench itself: connection attempts that
+    # time out while a TCG guest boots count as "noauth", and past 15 s of them sshd refuses the controller for up
+    # to 10 minutes ("kex_exchange_identification: read: Connection reset by peer"; seen in CI after a reboot).
+    sshd = root / LAB_SSHD_CONF.lstrip("/")
+    sshd.parent.mkdir(parents=True, exist_ok=True)
+    sshd.write_text("# ironserve lab: see ironserve/lab/image.py\nPerSourcePenalties no\n")
 
 
 def build(force: bool = False, log=print) -> BaseImage:

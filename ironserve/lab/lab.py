@@ -373,6 +373,18 @@ def _remove_folder(folder: Path) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
+def _keep_consoles(name: str, state: dict) -> None:
+    """Keep each QEMU machine's serial console past the lab: a machine that stopped answering is explained there
+    (a boot that hung, a kernel panic), and the bench prints it when a scenario fails."""
+    kept = paths.consoles_dir(name)
+    shutil.rmtree(kept, ignore_errors=True)
+    for machine in state["machines"]:
+        console = Path(machine["folder"]) / "console.log"
+        if machine.get("kind") != "light" and console.is_file():
+            kept.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(console, kept / f"{machine['name']}.log")
+
+
 def down(name: str, log=print) -> bool:
     """Stop and remove everything of lab ``name``; return False when there was no such lab."""
     state = load_state(name)
@@ -388,6 +400,7 @@ def down(name: str, log=print) -> bool:
             vm.stop(machine["pid"], Path(machine["folder"]))
     processes.stop(state.get("bundle_server_pid"), lambda pid: processes.names(pid, "bundle"), 5.0)
     segment.remove(state["bridge"], state["taps"])
+    _keep_consoles(name, state)
     _remove_folder(folder)
     log(f"lab {name}: down")
     return True

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import yaml
 
+from ironserve import paths
+
 REPO = Path(__file__).resolve().parents[2]
 MOLECULE = REPO / "molecule"
 LOGS = REPO / "artifacts" / "bench"
@@ -33,6 +35,7 @@ CPU_OVERCOMMIT = 1
 CONTROLLER_RESERVE_MB = 3072
 PROGRESS_SECONDS = 60
 FAILED_LOG_TAIL_LINES = 150
+FAILED_CONSOLE_TAIL_LINES = 40
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,9 @@ def _finish(job: Running) -> Outcome:
     if not outcome.passed:
         tail = job.log.read_text(errors="replace").splitlines()[-FAILED_LOG_TAIL_LINES:]
         print(f"--- last {len(tail)} lines of {job.log.relative_to(REPO)} ---", *tail, "--- end ---", sep="\n")
+        for console in sorted(paths.consoles_dir(f"mol-{job.name}").glob("*.log")):
+            lines = console.read_text(errors="replace").splitlines()[-FAILED_CONSOLE_TAIL_LINES:]
+            print(f"--- last {len(lines)} lines of {console.stem}'s console ---", *lines, "--- end ---", sep="\n")
     for item in outcome.leftovers:
         print(f"bench: {job.name} {item}", flush=True)
     return outcome
