@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from ironserve import hardware, network, planner, preflight, report, storage
+from ironserve import engines, hardware, network, planner, preflight, report, storage
 
 
 class FilterModule:
     """Filters by concern; each is a function of the ironserve package, unit-tested there.
 
     GPU stack: ironserve_driver_plan, ironserve_cuda_toolkit_for, ironserve_driver_version_changes,
-    ironserve_smi_mismatches, ironserve_gpu_stacks. Inference: ironserve_model_plan.
+    ironserve_smi_mismatches, ironserve_gpu_stacks. Inference: ironserve_model_plan, ironserve_engine_deployment.
     Storage: ironserve_md_detail, ironserve_plan_array, ironserve_pvs.
     ironserve_address_of_mac. Preflight and reports: ironserve_preflight_problems, ironserve_hw_markdown. Networks:
     ironserve_network_problems, ironserve_network_declaration, ironserve_data_address, ironserve_networkd,
@@ -30,6 +30,7 @@ class FilterModule:
             "ironserve_smi_mismatches": hardware.smi_mismatches,
             "ironserve_gpu_stacks": hardware.gpu_stacks,
             "ironserve_model_plan": planner.plan_for_host,
+            "ironserve_engine_deployment": engines.deployment,
             "ironserve_address_of_mac": network.address_of_mac,
             "ironserve_network_problems": network.plan_problems,
             "ironserve_network_declaration": network.declaration,

@@ -245,7 +245,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from ironserve import hardware, planner
+    from ironserve import engines, hardware, planner
 
     matches = hardware.find_models(args.gpu)
     if len(matches) != 1:
@@ -271,6 +271,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
         f"KV cache {chosen.kv_cache_dtype}"
     )
     print("engine arguments: " + " ".join(chosen.engine_args))
+    image = engines.engine(chosen.engine)
+    needs = hardware.CUDA_TOOLKITS[image.cuda][0]
+    print(f"engine image: {image.image} (CUDA {image.cuda}: NVIDIA driver {needs} or newer)")
     for reason in chosen.reasons:
         print(f"- {reason}")
     return EXIT_OK

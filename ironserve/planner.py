@@ -187,8 +187,6 @@ def _plan(
             kv_dtype,
             "--trust-remote-code",
         ]
-        if nodes > 1:
-            args += ["--nnodes", str(nodes)]
     else:
         args = [
             "--tensor-parallel-size",
@@ -204,8 +202,7 @@ def _plan(
             args += ["--quantization", quantization]
         if half:
             args += ["--dtype", "float16"]
-        if nodes > 1:
-            args += ["--pipeline-parallel-size", "1", "--distributed-executor-backend", "ray"]
+    # Ranks, rendezvous and Ray for a plan spanning nodes: engines.launch_script, which knows each host's place.
     # Native FP8 checkpoints carry their quantization config: '--quantization fp8' would re-quantize them.
     reasons = [
         f"{cluster.label}: {weights:.1f} GiB of weights and {budget:.1f} GiB of KV cache per GPU "

@@ -76,8 +76,37 @@ def test_the_unit_owns_the_compose_project(host):
     assert engine["healthcheck"]["start_period"] == "1m0s"
     [volume] = engine["volumes"]
     assert (volume["source"], volume["target"], volume["read_only"]) == ("/srv/models/standin-model", "/models", True)
-    [port] = engine["ports"]
-    assert (port["host_ip"], port["published"], port["target"]) == ("10.0.2.15", "8000", 8000)
+    # The host's network (the data plane's interfaces for NCCL), the engine told where to listen.
+    assert engine["network_mode"] == "host"
+    assert "ports" not in engine
+    assert (engine["environment"]["IRONSERVE_HOST"], engine["environment"]["IRONSERVE_PORT"]) == ("10.0.2.15", "8000")
+
+
+def test_the_api_listens_on_the_service_address_only(host):
+    listening = host.check_output("ss -Hltn 'sport = :8000'").split()
+    assert "10.0.2.15:8000" in listening
+    assert not [word for word in listening if word.endswith(":8000") and word != "10.0.2.15:8000"], listening
+    refused = host.run("python3 -c \"import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health')\"")
+    assert refused.rc != 0
+    assert "Connection refused" in refused.stderr
+
+
+def test_the_api_key_is_in_no_process_command_line(host):
+    # Read on the host, so that the key is not on this check's own command line either.
+    script = (
+        "import os\n"
+        f"key = open('{PROJECT}/api-key.env').read().strip().split('=', 1)[1]\n"
+        "for pid in filter(str.isdigit, os.listdir('/proc')):\n"
+        "    try:\n"
+        "        argv = open(f'/proc/{pid}/cmdline', 'rb').read().decode(errors='replace').split(chr(0))\n"
+        "    except OSError:\n"
+        "        continue\n"
+        "    if any(key in word for word in argv):\n"
+        "        print(pid, argv[0])\n"
+    )
+    assert host.check_output(f"python3 -c {shlex.quote(script)}") == ""
+    engine = host.check_output(f"docker inspect --format '{{{{.State.Pid}}}}' {_container(host)['Id']}")
+    assert "/standin/server.py" in host.file(f"/proc/{engine}/cmdline").content_string.replace("\0", " ")
 
 
 def test_the_healthcheck_reports_healthy(host):
@@ -133,6 +162,16 @@ def test_the_engine_comes_back_after_a_crash(host):
         assert time.monotonic() < deadline, "the engine was not restarted after being killed"
         time.sleep(3)
     _wait_healthy(host)
+    assert host.run("/usr/local/sbin/ironserve-inference-ready").rc == 0
+
+
+def test_an_image_that_is_missing_and_may_not_be_pulled_is_named_before_any_change(host):
+    compose = host.file(f"{PROJECT}/compose.yml").content_string
+    result = ansible_playbook(INVENTORY, PLAYBOOK, {"inference_image": "ironserve/standin-engine:absent"})
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-3000:]
+    assert "ironserve/standin-engine:absent is not on infer-a and inference_image_pull is false" in output
+    assert host.file(f"{PROJECT}/compose.yml").content_string == compose
     assert host.run("/usr/local/sbin/ironserve-inference-ready").rc == 0
 
 

@@ -1,0 +1,124 @@
+"""The inference role's compose project as a real GPU site gets it (the bench runs only the CPU stand-in): the role's
+own template, rendered by Ansible on this machine with the engines' own deployment for an H200 host that ran the
+network stage, then read back as YAML. Connects nowhere: the play runs on localhost with the local connection."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ironserve import engines, hardware, planner
+
+REPO = Path(__file__).resolve().parents[1]
+TEMPLATE = REPO / "roles" / "inference" / "templates" / "compose.yml.j2"
+PLAYBOOK = """
+- name: Render the inference role's compose template
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - name: Render it
+      ansible.builtin.template:
+        src: {template}
+        dest: {dest}
+        mode: "0640"
+"""
+ANSIBLE = shutil.which("ansible-playbook", path=str(REPO / ".venv" / "bin")) or shutil.which("ansible-playbook")
+
+
+def _render(tmp_path: Path, plan: dict, rdma: bool, nccl: bool, **deployment) -> dict:
+    deploy = engines.deployment(
+        plan,
+        **{
+            "engine_setting": "auto",
+            "image": "",
+            "image_cuda": "",
+            "served_name": plan["repo"],
+            "host": "192.0.2.21",
+            "port": 8000,
+            "hosts": ["gpu-1"],
+            "this_host": "gpu-1",
+            "nodes": 1,
+            "data_addresses": {},
+            "rendezvous_port": 20000,
+            "gpus_per_node": 8,
+            "driver_version": "580.95.05",
+            "driver_where": "the driver loaded on gpu-1 is",
+            "api_key": "",
+            **deployment,
+        },
+    )
+    assert deploy["problems"] == []
+    variables = {
+        "_inference_deploy": deploy,
+        "_inference_plan": plan,
+        "_inference_engine": deploy["engine"],
+        "_inference_image": deploy["image"],
+        "_inference_launcher": deploy["launcher"],
+        "_inference_name": plan["repo"],
+        "_inference_address": "192.0.2.21",
+        "_inference_gpus": 8,
+        "_inference_nccl": {"stat": {"exists": nccl}},
+        "_inference_rdma": {"stat": {"exists": rdma}},
+        "inference_port": 8000,
+        "inference_command": [],
+        "inference_project_dir": "/etc/ironserve/inference",
+        "inference_models_dir": "/srv/models",
+        "inference_weights_name": "DeepSeek-R1",
+        "inference_start_period_seconds": 1800,
+        "ansible_python_interpreter": sys.executable,
+    }
+    dest = tmp_path / "compose.yml"
+    playbook = tmp_path / "render.yml"
+    playbook.write_text(PLAYBOOK.format(template=TEMPLATE, dest=dest))
+    result = subprocess.run(
+        [ANSIBLE, "-i", "localhost,", str(playbook), "-e", json.dumps(variables)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return yaml.safe_load(dest.read_text())["services"]["engine"]
+
+
+def _h200_plan(checkpoint: str) -> dict:
+    cluster = planner.Cluster(hardware.describe_gpu("0x10de", "0x2335"), 8)
+    return planner.plan(cluster, checkpoint).to_dict()
+
+
+@pytest.mark.skipif(ANSIBLE is None, reason="ansible-playbook is not installed")
+def test_a_gpu_host_with_rdma_gets_host_network_its_devices_the_gpus_through_cdi_and_its_launcher(tmp_path):
+    engine = _render(tmp_path, _h200_plan("deepseek-r1-fp8"), rdma=True, nccl=True)
+    assert engine["image"] == "lmsysorg/sglang:v0.5.3-cu129"
+    assert engine["pull_policy"] == "never"
+    assert (engine["network_mode"], engine["ipc"]) == ("host", "host")
+    assert "ports" not in engine
+    assert engine["devices"] == ["/dev/infiniband:/dev/infiniband"]
+    assert engine["cap_add"] == ["IPC_LOCK"]
+    assert engine["ulimits"]["memlock"] == {"soft": -1, "hard": -1}
+    assert engine["env_file"] == ["/etc/ironserve/inference/api-key.env", "/etc/ironserve/nccl.env"]
+    assert engine["entrypoint"] == ["/bin/sh", engines.LAUNCHER]
+    assert f"/etc/ironserve/inference/launch.sh:{engines.LAUNCHER}:ro" in engine["volumes"]
+    [gpus] = engine["deploy"]["resources"]["reservations"]["devices"]
+    assert gpus == {"driver": "cdi", "device_ids": ["nvidia.com/gpu=all"]}
+    health = " ".join(engine["healthcheck"]["test"])
+    assert "http://192.0.2.21:8000/health_generate" in health
+    assert "command" not in engine
+    assert not any("KEY" in name for name in engine["environment"])
+
+
+@pytest.mark.skipif(ANSIBLE is None, reason="ansible-playbook is not installed")
+def test_a_host_without_rdma_or_a_data_network_gets_neither_devices_nor_nccl_settings(tmp_path):
+    engine = _render(tmp_path, _h200_plan("r1-distill-llama-70b"), rdma=False, nccl=False)
+    assert engine["image"] == "vllm/vllm-openai:v0.11.0"
+    assert "devices" not in engine
+    assert "cap_add" not in engine
+    assert engine["env_file"] == ["/etc/ironserve/inference/api-key.env"]
+    assert "http://192.0.2.21:8000/health'" in " ".join(engine["healthcheck"]["test"])
