@@ -49,6 +49,12 @@ options:
       - The sha256 manifest (C(sha256sum) format) as text. Pin it in the inventory for a source you do not fully trust.
       - When omitted, C(SHA256SUMS) is read from the source.
     type: str
+  parallel:
+    description:
+      - Files fetched at once. Each is hashed as it arrives, so every byte is read once; before the first, the
+        revision's missing bytes (sizes from the source, HEAD for remote ones) are checked against the free space.
+    type: int
+    default: 4
 attributes:
   check_mode:
     support: full
@@ -101,6 +107,10 @@ manifest_digest:
   description: sha256 of the sorted manifest, recorded in the revision's .ironserve-verified marker.
   returned: always
   type: str
+needed_bytes:
+  description: Bytes the revision still needed when this run started (checked against the free space).
+  returned: always
+  type: int
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -118,10 +128,13 @@ def main() -> None:
             "s3_endpoint": {"type": "str"},
             "s3_credentials_file": {"type": "path", "default": "/etc/ironserve/s3-credentials.json"},
             "s3_region": {"type": "str", "default": "us-east-1"},
+            "parallel": {"type": "int", "default": 4},
         },
         supports_check_mode=True,
     )
     params = module.params
+    if params["parallel"] < 1:
+        module.fail_json(msg=f"parallel must be 1 or more, not {params['parallel']}")
     for key in ("name", "revision"):
         if "/" in params[key] or params[key] in ("", ".", "..", "current"):
             module.fail_json(msg=f"{key} must be a plain folder name, not {params[key]!r}")
@@ -142,6 +155,7 @@ def main() -> None:
             parse_manifest(text),
             module.check_mode,
             s3,
+            params["parallel"],
         )
     except (StagingError, OSError) as exc:
         module.fail_json(msg=f"staging {params['name']}/{params['revision']} from {params['source']}: {exc}")

@@ -5,6 +5,11 @@ revision being served. A revision is built in ``<revision>.staging`` and renamed
 file matches the manifest's sha256; ``current`` then moves with one rename, so a server never sees a
 half-copied model. A verified revision carries ``.ironserve-verified`` (the manifest's digest) and is
 skipped on the next run without re-reading its files. Stdlib only: it runs on the target.
+
+Each byte is read once: a file is hashed as it arrives (a resumed one hashes its partial prefix once first), and
+a file verified by an interrupted run is kept by its record in ``<revision>.staging/.ironserve-progress`` (digest,
+size, mtime) rather than read again. Several files come at once (``parallel``), and the revision's missing bytes
+are checked against the free space before the first one.
 """
 
 from __future__ import annotations
@@ -15,13 +20,18 @@ import hmac
 import json
 import os
 import shutil
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 VERIFIED = ".ironserve-verified"
+PROGRESS = ".ironserve-progress"
 CHUNK = 4 * 1024 * 1024
+PARALLEL = 4
+GIB = 1024**3
 
 
 class StagingError(RuntimeError):
@@ -108,19 +118,36 @@ class S3:
         except (OSError, ValueError, KeyError) as exc:
             raise StagingError(f"cannot read the S3 keys from {credentials_file}: {exc}") from exc
 
-    def request(self, source: str, relative: str, headers: dict[str, str] | None = None) -> urllib.request.Request:
+    def request(
+        self, source: str, relative: str, headers: dict[str, str] | None = None, method: str = "GET"
+    ) -> urllib.request.Request:
         bucket_path = source.removeprefix("s3://").strip("/") + "/" + relative
         url = self.endpoint + "/" + urllib.parse.quote(bucket_path, safe="/~")
-        signed = sigv4_headers("GET", url, headers or {}, self.access_key, self.secret_key, self.region)
-        return urllib.request.Request(url, headers=signed)  # noqa: S310 - the endpoint the inventory names
+        signed = sigv4_headers(method, url, headers or {}, self.access_key, self.secret_key, self.region)
+        return urllib.request.Request(url, headers=signed, method=method)  # noqa: S310 - the inventory's endpoint
 
 
-def _request(source: str, relative: str, s3: S3 | None, headers: dict[str, str] | None = None):
+def _request(source: str, relative: str, s3: S3 | None, headers: dict[str, str] | None = None, method: str = "GET"):
     if source.startswith("s3://"):
         if s3 is None:
             raise StagingError(f"{source} is an S3 source: give s3_endpoint and s3_credentials_file")
-        return s3.request(source, relative, headers)
-    return urllib.request.Request(source.rstrip("/") + "/" + relative, headers=headers or {})  # noqa: S310
+        return s3.request(source, relative, headers, method)
+    return urllib.request.Request(source.rstrip("/") + "/" + relative, headers=headers or {}, method=method)  # noqa: S310
+
+
+def source_size(source: str, relative: str, s3: S3 | None = None) -> int | None:
+    """The size of one source file (a HEAD request for remote sources); None when the source does not say."""
+    if not _is_remote(source):
+        path = os.path.join(source, relative)
+        if not os.path.isfile(path):
+            raise StagingError(f"{relative}: not in the source {source}")
+        return os.path.getsize(path)
+    try:
+        with urllib.request.urlopen(_request(source, relative, s3, method="HEAD"), timeout=60) as response:  # noqa: S310
+            length = response.headers.get("Content-Length")
+    except urllib.error.HTTPError as exc:
+        raise StagingError(f"{relative}: the source answered HTTP {exc.code}") from exc
+    return int(length) if length and length.isdigit() else None
 
 
 def read_source_text(source: str, relative: str, s3: S3 | None = None) -> str:
@@ -131,35 +158,91 @@ def read_source_text(source: str, relative: str, s3: S3 | None = None) -> str:
         return handle.read()
 
 
-def _fetch(source: str, relative: str, partial: str, s3: S3 | None = None) -> int:
-    """Append the rest of ``relative`` to ``partial`` (resuming where it stops); return bytes fetched."""
-    offset = os.path.getsize(partial) if os.path.exists(partial) else 0
+def _hash_prefix(partial: str) -> tuple[int, hashlib._Hash]:
+    digest = hashlib.sha256()
+    if not os.path.exists(partial):
+        return 0, digest
+    with open(partial, "rb") as handle:
+        for block in iter(lambda: handle.read(CHUNK), b""):
+            digest.update(block)
+    return os.path.getsize(partial), digest
+
+
+def _fetch(source: str, relative: str, partial: str, s3: S3 | None = None) -> tuple[int, str]:
+    """Append the rest of ``relative`` to ``partial`` (resuming where it stops), hashing every byte once as it is
+    written; return the bytes fetched and the whole file's sha256."""
+    offset, digest = _hash_prefix(partial)
     fetched = 0
+
+    def copy(stream, mode: str) -> None:
+        nonlocal fetched
+        with open(partial, mode) as out:
+            for block in iter(lambda: stream.read(CHUNK), b""):
+                out.write(block)
+                digest.update(block)
+                fetched += len(block)
+
     if _is_remote(source):
         request = _request(source, relative, s3, {"Range": f"bytes={offset}-"} if offset else None)
         try:
             response = urllib.request.urlopen(request, timeout=60)  # noqa: S310 - a URL the inventory names
         except urllib.error.HTTPError as exc:
             if exc.code == 416 and offset:  # nothing left to send: the partial file is complete
-                return 0
+                return 0, digest.hexdigest()
             raise StagingError(f"{relative}: the source answered HTTP {exc.code}") from exc
         with response:
             if offset and response.status != 206:
-                offset = 0  # the server ignored Range: start over
-            with open(partial, "ab" if offset else "wb") as out:
-                for block in iter(lambda: response.read(CHUNK), b""):
-                    out.write(block)
-                    fetched += len(block)
-        return fetched
+                digest = hashlib.sha256()  # the server ignored Range: start over
+                offset = 0
+            copy(response, "ab" if offset else "wb")
+        return fetched, digest.hexdigest()
     path = os.path.join(source, relative)
     if not os.path.isfile(path):
         raise StagingError(f"{relative}: not in the source {source}")
-    with open(path, "rb") as src, open(partial, "ab") as out:
+    with open(path, "rb") as src:
         src.seek(offset)
-        for block in iter(lambda: src.read(CHUNK), b""):
-            out.write(block)
-            fetched += len(block)
-    return fetched
+        copy(src, "ab")
+    return fetched, digest.hexdigest()
+
+
+def _read_progress(work: str) -> dict[str, tuple[str, int, int]]:
+    """Files an earlier, interrupted run verified: relative path -> (sha256, size, mtime_ns) when verified."""
+    kept = {}
+    try:
+        with open(os.path.join(work, PROGRESS)) as handle:
+            for line in handle:
+                fields = line.rstrip("\n").split(" ", 3)
+                if len(fields) == 4 and fields[1].isdigit() and fields[2].isdigit():
+                    kept[fields[3]] = (fields[0], int(fields[1]), int(fields[2]))
+    except FileNotFoundError:
+        pass
+    return kept
+
+
+def _still_verified(target: str, record: tuple[str, int, int] | None, expected: str) -> bool:
+    if record is None or record[0] != expected or not os.path.isfile(target):
+        return False
+    status = os.stat(target)
+    return (status.st_size, status.st_mtime_ns) == record[1:]
+
+
+def _check_free_space(work: str, sizes: dict[str, int | None], name: str, revision: str) -> int:
+    """Refuse before the first byte when the revision's missing bytes do not fit; return the bytes needed."""
+    needed = 0
+    for relative, size in sizes.items():
+        partial = os.path.join(work, relative) + ".partial"
+        if size is not None:
+            needed += max(0, size - (os.path.getsize(partial) if os.path.exists(partial) else 0))
+    free = shutil.disk_usage(work).free
+    if needed > free:
+        unknown = [r for r, size in sizes.items() if size is None]
+        raise StagingError(
+            f"{name}/{revision} needs {needed / GIB:.1f} GiB more on {os.path.dirname(os.path.dirname(work))}, "
+            f"which has {free / GIB:.1f} GiB free"
+            + (f" ({len(unknown)} file(s) of unknown size not counted)" if unknown else "")
+            + "; free space there (older revisions under the model folder) or give the hot tier more disks"
+        )
+    return needed
 
 
 def stage(
@@ -170,6 +253,7 @@ def stage(
     manifest: dict[str, str],
     check_mode: bool,
     s3: S3 | None = None,
+    parallel: int = PARALLEL,
 ) -> dict:
     """Bring ``name``/``revision`` to ``dest`` from ``source`` and point ``current`` at it."""
     model = os.path.join(dest, name)
@@ -189,6 +273,7 @@ def stage(
         "kept_files": 0,
         "switched": False,
         "manifest_digest": digest,
+        "needed_bytes": 0,
     }
     if verified and points_here:
         result["kept_files"] = len(manifest)
@@ -201,23 +286,47 @@ def stage(
     if not verified:
         work = staging  # kept across failed runs: finished files and partial ones are resumed from it
         os.makedirs(work, exist_ok=True)
+        progress = _read_progress(work)
+        todo = []
         for relative, expected in sorted(manifest.items()):
-            target = os.path.join(work, relative)
-            if os.path.isfile(target) and sha256_of(target) == expected:
+            if _still_verified(os.path.join(work, relative), progress.get(relative), expected):
                 result["kept_files"] += 1
-                continue
+            else:
+                todo.append(relative)
+        workers = max(1, min(parallel, len(todo) or 1))
+        with ThreadPoolExecutor(workers) as pool:
+            sizes = dict(zip(todo, pool.map(lambda r: source_size(source, r, s3), todo), strict=True))
+        result["needed_bytes"] = _check_free_space(work, sizes, name, revision)
+        record_lock = threading.Lock()
+
+        def stage_one(relative: str) -> tuple[int, str | None]:
+            target = os.path.join(work, relative)
             os.makedirs(os.path.dirname(target), exist_ok=True)
             partial = target + ".partial"
-            result["fetched_bytes"] += _fetch(source, relative, partial, s3)
-            actual = sha256_of(partial)
-            if actual != expected:
+            fetched, actual = _fetch(source, relative, partial, s3)
+            if actual != manifest[relative]:
                 os.unlink(partial)
-                raise StagingError(
-                    f"{relative}: sha256 {actual} does not match the manifest's {expected}; the file was discarded "
-                    f"and {name}/current still points where it did"
-                )
+                return fetched, f"{relative}: sha256 {actual} does not match the manifest's {manifest[relative]}"
             os.replace(partial, target)
-            result["fetched_files"].append(relative)
+            status = os.stat(target)
+            with record_lock, open(os.path.join(work, PROGRESS), "a") as record:
+                record.write(f"{actual} {status.st_size} {status.st_mtime_ns} {relative}\n")
+            return fetched, None
+
+        with ThreadPoolExecutor(workers) as pool:
+            outcomes = list(zip(todo, pool.map(stage_one, todo), strict=True))
+        problems = []
+        for relative, (fetched, problem) in outcomes:
+            result["fetched_bytes"] += fetched
+            if problem:
+                problems.append(problem)
+            else:
+                result["fetched_files"].append(relative)
+        if problems:
+            raise StagingError(
+                "; ".join(problems) + f"; the file(s) were discarded and {name}/current still points where it did"
+            )
+        Path(work, PROGRESS).unlink(missing_ok=True)
         with open(os.path.join(work, VERIFIED), "w") as handle:
             handle.write(digest + "\n")
         if os.path.isdir(final):

@@ -186,3 +186,51 @@ def test_an_s3_source_needs_its_keys(tmp_path):
         weights.S3("http://127.0.0.1:8333", str(tmp_path / "missing.json"))
     with pytest.raises(weights.StagingError, match="is an S3 source"):
         weights.read_source_text("s3://models/x", "SHA256SUMS")
+
+
+def test_every_byte_is_read_once_and_an_interrupted_runs_verified_files_are_kept_unread(tmp_path, monkeypatch):
+    source, dest = tmp_path / "src", tmp_path / "models"
+    manifest = weights.parse_manifest(_source(source))
+    big = "model-00001-of-00002.safetensors"
+    good = FILES[big]
+    (source / big).write_bytes(os.urandom(len(good)))  # the source is damaged for the first run
+    monkeypatch.setattr(weights, "sha256_of", lambda path: pytest.fail(f"{path} was read again to hash it"))
+    with pytest.raises(weights.StagingError, match=f"{big}: sha256 .* does not match"):
+        weights.stage(str(source), str(dest), "m", "rev1", manifest, check_mode=False)
+    staging = dest / "m/rev1.staging"
+    assert sorted(p.name for p in staging.rglob("*") if p.is_file()) == sorted(
+        [".ironserve-progress", "config.json", "model-00002-of-00002.safetensors", "tokenizer.json"]
+    )
+    (source / big).write_bytes(good)
+    again = weights.stage(str(source), str(dest), "m", "rev1", manifest, check_mode=False, parallel=2)
+    assert (again["fetched_files"], again["kept_files"], again["fetched_bytes"]) == ([big], 3, len(good))
+    assert again["needed_bytes"] == len(good)
+    assert (dest / "m/current" / big).read_bytes() == good
+    assert not (dest / "m/rev1/.ironserve-progress").exists()
+
+
+def test_a_kept_file_that_changed_since_it_was_verified_is_fetched_again(tmp_path):
+    source, dest = tmp_path / "src", tmp_path / "models"
+    manifest = weights.parse_manifest(_source(source))
+    big = "model-00001-of-00002.safetensors"
+    (source / big).write_bytes(b"damaged")
+    with pytest.raises(weights.StagingError):
+        weights.stage(str(source), str(dest), "m", "rev1", manifest, check_mode=False)
+    (source / big).write_bytes(FILES[big])
+    changed = dest / "m/rev1.staging/config.json"
+    changed.write_bytes(b'{"model_type": "tampered"}\n')
+    result = weights.stage(str(source), str(dest), "m", "rev1", manifest, check_mode=False)
+    assert sorted(result["fetched_files"]) == sorted([big, "config.json"])
+    assert (dest / "m/current/config.json").read_bytes() == FILES["config.json"]
+
+
+def test_a_revision_that_does_not_fit_is_refused_before_the_first_byte(tmp_path, monkeypatch, http_source):
+    url, manifest_text = http_source
+    dest = tmp_path / "models"
+    total = sum(len(c) for c in FILES.values())
+    monkeypatch.setattr(weights.shutil, "disk_usage", lambda path: type("usage", (), {"free": total - 1})())
+    with pytest.raises(weights.StagingError) as refused:
+        weights.stage(url, str(dest), "m", "rev1", weights.parse_manifest(manifest_text), False)
+    assert f"m/rev1 needs {total / 1024**3:.1f} GiB more on {dest}, which has" in str(refused.value)
+    assert "give the hot tier more disks" in str(refused.value)
+    assert [p for p in (dest / "m/rev1.staging").rglob("*") if p.is_file()] == []
