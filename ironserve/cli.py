@@ -142,6 +142,18 @@ def cmd_bundle_build(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_bundle_images(args: argparse.Namespace) -> int:
+    from ironserve import engines
+    from ironserve.bundle.images import add
+
+    images = args.image or sorted({e.image for e in engines.ENGINES.values()})
+    index = add(images, Path(args.out) if args.out else paths.bundle_dir())
+    for image in images:
+        entry = index[image]
+        print(f"{image}: images/{entry['file']} ({entry['digest']}, sha256 {entry['sha256']})")
+    return EXIT_OK
+
+
 def cmd_bundle_serve(args: argparse.Namespace) -> int:
     from ironserve.bundle.serve import serve
 
@@ -372,6 +384,14 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--extra", nargs="*", default=[], help="more Debian packages to carry")
     build.add_argument("--force", action="store_true", help="rebuild even if the bundle matches the request")
     build.set_defaults(func=cmd_bundle_build)
+    images = bundle_commands.add_parser(
+        "images", help="copy the engine images into the bundle with skopeo (on a connected machine)"
+    )
+    images.add_argument("--out", help=f"bundle folder (default: {paths.bundle_dir()})")
+    images.add_argument(
+        "--image", action="append", help="an image by tag (repeatable; default: every engine's pinned image)"
+    )
+    images.set_defaults(func=cmd_bundle_images)
     serve = bundle_commands.add_parser("serve", help="serve a bundle folder over HTTP")
     serve.add_argument("--dir", default=str(paths.bundle_dir()))
     serve.add_argument("--bind", default="127.0.0.1")
@@ -383,6 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from ironserve.bundle.build import BundleError
+    from ironserve.bundle.images import ImageBundleError
     from ironserve.golden_image import ExportError, GoldenImageError
     from ironserve.lab.image import ImageError
     from ironserve.lab.lab import LabError
@@ -401,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     except (StageError, GoldenImageError) as exc:
         print(f"ironserve: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except (BundleError, ExportError, ImageError, LabError, LayerError, SegmentError, VmError) as exc:
+    except (BundleError, ExportError, ImageBundleError, ImageError, LabError, LayerError, SegmentError, VmError) as exc:
         print(f"ironserve: {exc}", file=sys.stderr)
         return EXIT_ENVIRONMENT
 

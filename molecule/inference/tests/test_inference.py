@@ -165,12 +165,23 @@ def test_the_engine_comes_back_after_a_crash(host):
     assert host.run("/usr/local/sbin/ironserve-inference-ready").rc == 0
 
 
-def test_an_image_that_is_missing_and_may_not_be_pulled_is_named_before_any_change(host):
+def test_the_image_was_loaded_from_the_archive_checked_and_the_archive_removed(host):
+    # prepare.yml saved the image, served it as an image archive and removed it: this is the image it saved.
+    loaded = host.check_output("docker image inspect --format '{{.Id}}' ironserve/standin-engine:1")
+    assert loaded == host.file("/root/standin-image-id").content_string.strip()
+    assert host.file("/srv/models/.images").mode == 0o700
+    assert host.check_output("ls -A /srv/models/.images") == ""
+
+
+def test_an_image_the_archives_do_not_list_is_named_before_any_change(host):
     compose = host.file(f"{PROJECT}/compose.yml").content_string
     result = ansible_playbook(INVENTORY, PLAYBOOK, {"inference_image": "ironserve/standin-engine:absent"})
     output = result.stdout + result.stderr
     assert result.returncode != 0, output[-3000:]
-    assert "ironserve/standin-engine:absent is not on infer-a and inference_image_pull is false" in output
+    assert (
+        "ironserve/standin-engine:absent is not on infer-a, and the image archives at http://127.0.0.1:8099/ do not "
+        "list it: run ironserve bundle images --image ironserve/standin-engine:absent"
+    ) in output
     assert host.file(f"{PROJECT}/compose.yml").content_string == compose
     assert host.run("/usr/local/sbin/ironserve-inference-ready").rc == 0
 
