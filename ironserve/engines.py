@@ -34,6 +34,10 @@ class Engine:
     program: tuple[str, ...]
     model_flag: str
     ready_path: str  # the path whose 200 proves the engine serves, not only that its process answers
+    # Every flag ironserve passes, as the pinned release declares it (name -> allowed values, None: any value, or
+    # True for a switch), and where that declaration is: tests check each rendered launch against it.
+    flags: dict
+    flags_source: str
 
 
 ENGINES: dict[str, Engine] = {
@@ -44,6 +48,21 @@ ENGINES: dict[str, Engine] = {
         program=("python3", "-m", "vllm.entrypoints.openai.api_server"),
         model_flag="--model",
         ready_path="/health",
+        flags={
+            "--model": None,
+            "--served-model-name": None,
+            "--host": None,
+            "--port": None,
+            "--tensor-parallel-size": None,
+            "--max-model-len": None,
+            "--gpu-memory-utilization": None,
+            "--kv-cache-dtype": ("auto", "bfloat16", "fp8", "fp8_e4m3", "fp8_e5m2", "fp8_inc"),
+            "--quantization": None,
+            "--dtype": ("auto", "half", "float16", "bfloat16", "float", "float32"),
+            "--distributed-executor-backend": ("ray", "mp", "uni", "external_launcher"),
+        },
+        flags_source="vllm 0.11.0: vllm/engine/arg_utils.py (EngineArgs.add_cli_args), "
+        "vllm/entrypoints/openai/cli_args.py (FrontendArgs), vllm/config/cache.py (CacheDType)",
     ),
     # The image's tag names its CUDA build (cu129: CUDA 12.9).
     "sglang": Engine(
@@ -52,6 +71,22 @@ ENGINES: dict[str, Engine] = {
         program=("python3", "-m", "sglang.launch_server"),
         model_flag="--model-path",
         ready_path="/health_generate",
+        flags={
+            "--model-path": None,
+            "--served-model-name": None,
+            "--host": None,
+            "--port": None,
+            "--tp-size": None,
+            "--context-length": None,
+            "--mem-fraction-static": None,
+            "--kv-cache-dtype": ("auto", "fp8_e5m2", "fp8_e4m3"),
+            "--trust-remote-code": True,
+            "--config": None,
+            "--nnodes": None,
+            "--node-rank": None,
+            "--dist-init-addr": None,
+        },
+        flags_source="sglang 0.5.3: python/sglang/srt/server_args.py (ServerArgs.add_cli_args, prepare_server_args)",
     ),
 }
 MODEL_DIR = "/models/current"
@@ -59,6 +94,27 @@ LAUNCHER = "/ironserve/launch.sh"  # where the launch script sits inside the con
 SGLANG_KEY_FILE = "/run/ironserve-sglang-key.yaml"
 # Characters an API key may have: it is written into an environment file and, for SGLang, a YAML file.
 API_KEY_PATTERN = re.compile(r"^[A-Za-z0-9._~+/=-]{16,256}$")
+
+
+def undocumented(engine_name: str, argv: list[str]) -> list[str]:
+    """The flags (and values) of an engine's argument list that its pinned release does not declare."""
+    declared = engine(engine_name).flags
+    problems, index = [], 0
+    while index < len(argv):
+        flag = argv[index]
+        if not flag.startswith("--") or flag not in declared:
+            problems.append(f"{flag}: not a flag of {engine_name}'s pinned release")
+            index += 1
+            continue
+        allowed = declared[flag]
+        if allowed is True:
+            index += 1
+            continue
+        value = argv[index + 1] if index + 1 < len(argv) else None
+        if value is None or (isinstance(allowed, tuple) and value not in allowed):
+            problems.append(f"{flag} {value}: not one of {allowed}")
+        index += 2
+    return problems
 
 
 class EngineError(ValueError):

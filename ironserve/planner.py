@@ -177,7 +177,7 @@ def _plan(
     )
     if checkpoint["engine"] == "sglang":
         args = [
-            "--tp",
+            "--tp-size",
             str(tensor_parallel),
             "--context-length",
             str(context),

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import stat
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
+from shapes import SHAPES, shape_plan
 
 from ironserve import engines, hardware, planner
 
@@ -84,7 +86,7 @@ def test_vllm_gets_the_key_from_its_environment_and_listens_on_the_service_addre
 
 
 def test_sglang_gets_the_key_from_a_private_config_file_never_its_arguments(tmp_path):
-    script = engines.launch_script("sglang", ["--tp", "8"], "deepseek-r1", "192.0.2.10", 8000, SINGLE, 20000, 8)
+    script = engines.launch_script("sglang", ["--tp-size", "8"], "deepseek-r1", "192.0.2.10", 8000, SINGLE, 20000, 8)
     [call] = _run(tmp_path, script)
     assert call["argv"][:2] == ["-m", "sglang.launch_server"]
     argv = call["argv"]
@@ -111,7 +113,7 @@ def test_sglang_across_two_nodes_gives_each_its_rank_and_rank_0s_rendezvous(tmp_
     calls = []
     for host in hosts:
         place = engines.placement(hosts, host, 2, addresses)
-        script = engines.launch_script("sglang", ["--tp", "16"], "r1", "192.0.2.10", 8000, place, 20000, 8)
+        script = engines.launch_script("sglang", ["--tp-size", "16"], "r1", "192.0.2.10", 8000, place, 20000, 8)
         folder = tmp_path / host
         folder.mkdir()
         [call] = _run(folder, script)
@@ -243,3 +245,33 @@ def test_every_pinned_image_names_a_cuda_release_the_driver_rules_know():
         assert chosen.cuda in hardware.CUDA_TOOLKITS
         assert ":" in chosen.image
     assert os.path.isabs(engines.LAUNCHER)
+
+
+@pytest.mark.parametrize(("engine", "shape"), SHAPES)
+def test_every_flag_of_every_shape_is_one_the_pinned_release_declares(engine, shape):
+    plan = shape_plan(engine, shape)
+    hosts = ["gpu-1", "gpu-2"] if shape == "two nodes" else ["gpu-1"]
+    addresses = {"gpu-1": "198.51.100.11/24", "gpu-2": "198.51.100.12/24"}
+    expected_tp = {"1 GPU": "1", "TP8": "8", "two nodes": "16"}[shape]
+    for host in hosts:
+        deployed = _deployment(plan, hosts=hosts, this_host=host, nodes=len(hosts), data_addresses=addresses)
+        assert deployed["problems"] == []
+        exec_line = deployed["script"].rstrip("\n").splitlines()[-1]
+        argv = shlex.split(exec_line.removeprefix("exec "))
+        if argv[0] == "ray":  # a vLLM worker node joins the head's Ray cluster and runs no server of its own
+            assert (engine, host) == ("vllm", "gpu-2")
+            continue
+        program = engines.engine(engine).program
+        assert tuple(argv[: len(program)]) == program
+        flags = argv[len(program) :]
+        assert engines.undocumented(engine, flags) == []
+        tensor_parallel = "--tensor-parallel-size" if engine == "vllm" else "--tp-size"
+        assert flags[flags.index(tensor_parallel) + 1] == expected_tp
+
+
+def test_a_flag_or_value_the_release_does_not_declare_is_named():
+    assert engines.undocumented("sglang", ["--tp", "8", "--kv-cache-dtype", "fp8", "--trust-remote-code"]) == [
+        "--tp: not a flag of sglang's pinned release",
+        "8: not a flag of sglang's pinned release",
+        "--kv-cache-dtype fp8: not one of ('auto', 'fp8_e5m2', 'fp8_e4m3')",
+    ]

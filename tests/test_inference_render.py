@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from shapes import SHAPES, shape_plan
 
 from ironserve import engines, hardware, planner
 
@@ -122,3 +123,24 @@ def test_a_host_without_rdma_or_a_data_network_gets_neither_devices_nor_nccl_set
     assert "cap_add" not in engine
     assert engine["env_file"] == ["/etc/ironserve/inference/api-key.env"]
     assert "http://192.0.2.21:8000/health'" in " ".join(engine["healthcheck"]["test"])
+
+
+@pytest.mark.skipif(ANSIBLE is None, reason="ansible-playbook is not installed")
+@pytest.mark.parametrize(("engine", "shape"), SHAPES)
+def test_every_shape_renders_a_project_on_the_host_network_with_its_launcher(tmp_path, engine, shape):
+    plan = shape_plan(engine, shape)
+    hosts = ["gpu-1", "gpu-2"] if shape == "two nodes" else ["gpu-1"]
+    addresses = {"gpu-1": "198.51.100.11/24", "gpu-2": "198.51.100.12/24"}
+    for host in hosts:
+        folder = tmp_path / host
+        folder.mkdir()
+        rendered = _render(
+            folder, plan, rdma=True, nccl=True, hosts=hosts, this_host=host, nodes=len(hosts), data_addresses=addresses
+        )
+        assert rendered["image"] == engines.engine(engine).image
+        assert (rendered["network_mode"], rendered["ipc"], rendered["entrypoint"]) == (
+            "host",
+            "host",
+            ["/bin/sh", engines.LAUNCHER],
+        )
+        assert "ports" not in rendered

@@ -161,7 +161,7 @@ def test_engine_arguments_never_requantize_native_fp8(case):
     else:
         assert args[args.index("--context-length") + 1] == str(chosen.max_model_len)
         assert args[args.index("--mem-fraction-static") + 1] == "0.90"
-        assert args[args.index("--tp") + 1] == str(chosen.tensor_parallel)
+        assert args[args.index("--tp-size") + 1] == str(chosen.tensor_parallel)
     if chosen.precision == "awq":
         assert args[args.index("--quantization") + 1] == "awq_marlin"
 
