@@ -127,6 +127,23 @@ def engine(name: str) -> Engine:
     return ENGINES[name]
 
 
+def service_url(host: str, port: int) -> str:
+    """The API's base URL on the service address (an IPv6 address in brackets)."""
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}"
+
+
+def health_test(
+    engine_name: str, host: str, port: int, place: Placement | None = None, rendezvous_port: int = 0
+) -> list:
+    """The container healthcheck: the engine's readiness path on the service address; on a vLLM rank other than 0,
+    which serves no API, whether its Ray node still reaches the head."""
+    if engine_name == "vllm" and place is not None and place.rank > 0:
+        return ["CMD", "ray", "status", f"--address={place.head_address}:{rendezvous_port}"]
+    path = ENGINES[engine_name].ready_path if engine_name in ENGINES else "/health"
+    probe = f"import urllib.request; urllib.request.urlopen('{service_url(host, port)}{path}', timeout=20)"
+    return ["CMD", "python3", "-c", probe]
+
+
 def api_key_problem(key: str) -> str | None:
     """Why a key the inventory gives cannot be used (None when it can)."""
     if not key or API_KEY_PATTERN.match(key):
@@ -242,12 +259,14 @@ def launch_script(
             if place.rank > 0:
                 lines.append(
                     f"exec ray start --block --address={ray} --node-ip-address={shlex.quote(place.address)} "
-                    f"--num-gpus={gpus_per_node} --disable-usage-stats"
+                    f"--num-gpus={gpus_per_node} --disable-usage-stats --include-dashboard=false"
                 )
                 return "\n".join(lines) + "\n"
+            # Ray has no authentication: no dashboard or job API (they would run code as root beside the GPUs);
+            # its cluster ports are on the data plane only (the node addresses), which the site keeps private.
             lines += [
                 f"ray start --head --port={rendezvous_port} --node-ip-address={shlex.quote(place.address)} "
-                f"--num-gpus={gpus_per_node} --disable-usage-stats",
+                f"--num-gpus={gpus_per_node} --disable-usage-stats --include-dashboard=false",
                 "# The server places its ranks when it starts: every node must have joined by then.",
                 f'until [ "$(python3 -c \'import ray; ray.init(address="auto"); '
                 f'print(sum(1 for n in ray.nodes() if n["Alive"]))\' 2>/dev/null)" = {place.nodes} ]; do',
@@ -298,7 +317,15 @@ def deployment(
     ``plan``: planner.plan_for_host's (empty for a custom engine); ``engine_setting``: inference_engine;
     ``image``/``image_cuda``: inference_image/inference_image_cuda (empty: the engine's pinned ones)."""
     problems = [p for p in [api_key_problem(api_key)] if p]
-    as_given = {"problems": problems, "image": image, "script": "", "launcher": "", "ready_path": "/health"}
+    as_given = {
+        "problems": problems,
+        "image": image,
+        "script": "",
+        "launcher": "",
+        "ready_path": "/health",
+        "url": service_url(host, port),
+        "health_test": health_test("custom", host, port),
+    }
     if engine_setting == "custom":
         # A site's own engine (or the bench's stand-in): its command as given, /health as its readiness.
         return {**as_given, "engine": "custom", "nodes": 1, "rank": 0, "serves_api": True}
@@ -338,6 +365,8 @@ def deployment(
         "script": script,
         "launcher": LAUNCHER,
         "ready_path": chosen.ready_path,
+        "url": service_url(host, port),
+        "health_test": health_test(plan["engine"], host, port, place, rendezvous_port),
         "rank": place.rank,
         "nodes": place.nodes,
         # Only rank 0 serves the API; the other ranks' readiness is rank 0's.

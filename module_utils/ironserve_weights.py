@@ -146,6 +146,8 @@ def source_size(source: str, relative: str, s3: S3 | None = None) -> int | None:
         with urllib.request.urlopen(_request(source, relative, s3, method="HEAD"), timeout=60) as response:  # noqa: S310
             length = response.headers.get("Content-Length")
     except urllib.error.HTTPError as exc:
+        if exc.code in (405, 501):  # a server without HEAD: the size stays unknown
+            return None
         raise StagingError(f"{relative}: the source answered HTTP {exc.code}") from exc
     return int(length) if length and length.isdigit() else None
 
@@ -219,6 +221,12 @@ def _read_progress(work: str) -> dict[str, tuple[str, int, int]]:
     return kept
 
 
+def _record(work: str, relative: str, digest: str) -> None:
+    status = os.stat(os.path.join(work, relative))
+    with open(os.path.join(work, PROGRESS), "a") as record:
+        record.write(f"{digest} {status.st_size} {status.st_mtime_ns} {relative}\n")
+
+
 def _still_verified(target: str, record: tuple[str, int, int] | None, expected: str) -> bool:
     if record is None or record[0] != expected or not os.path.isfile(target):
         return False
@@ -289,7 +297,12 @@ def stage(
         progress = _read_progress(work)
         todo = []
         for relative, expected in sorted(manifest.items()):
-            if _still_verified(os.path.join(work, relative), progress.get(relative), expected):
+            target = os.path.join(work, relative)
+            if _still_verified(target, progress.get(relative), expected):
+                result["kept_files"] += 1
+            elif relative not in progress and os.path.isfile(target) and sha256_of(target) == expected:
+                # Finished but not recorded (a run stopped between the rename and its record): hashed once, kept.
+                _record(work, relative, expected)
                 result["kept_files"] += 1
             else:
                 todo.append(relative)
@@ -308,9 +321,8 @@ def stage(
                 os.unlink(partial)
                 return fetched, f"{relative}: sha256 {actual} does not match the manifest's {manifest[relative]}"
             os.replace(partial, target)
-            status = os.stat(target)
-            with record_lock, open(os.path.join(work, PROGRESS), "a") as record:
-                record.write(f"{actual} {status.st_size} {status.st_mtime_ns} {relative}\n")
+            with record_lock:
+                _record(work, relative, actual)
             return fetched, None
 
         with ThreadPoolExecutor(workers) as pool:

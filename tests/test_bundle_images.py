@@ -17,9 +17,10 @@ state = os.path.join(os.path.dirname(sys.argv[0]), "state.json")
 digest = open(os.path.join(os.path.dirname(sys.argv[0]), "digest")).read().strip()
 with open(state, "a") as log:
     log.write(json.dumps(sys.argv[1:]) + "\\n")
-if sys.argv[1] == "inspect":
+command = next(a for a in sys.argv[1:] if not a.startswith("-") and a not in ("linux", "amd64"))
+if command == "inspect":
     print(digest)
-elif sys.argv[1] == "copy":
+elif command == "copy":
     _, path, ref = sys.argv[-1].split(":", 2)
     with open(path, "wb") as out:
         out.write(f"docker-archive of {sys.argv[-2]} as {ref}".encode())
@@ -51,6 +52,7 @@ def test_an_image_is_copied_by_the_digest_its_tag_has_and_recorded(tmp_path, sko
     assert entry["sha256"] == hashlib.sha256(archive.read_bytes()).hexdigest()
     assert entry["size"] == archive.stat().st_size
     copy = _calls(skopeo)[-1]
+    assert copy[:4] == ["--override-os", "linux", "--override-arch", "amd64"]  # the hosts' platform
     assert copy[-2] == "docker://vllm/vllm-openai@sha256:" + "a" * 64
     assert copy[-1] == f"docker-archive:{archive.with_suffix('.tar.partial')}:vllm/vllm-openai:v0.11.0"
     assert json.loads((bundle / "images/images.json").read_text()) == index
@@ -59,12 +61,12 @@ def test_an_image_is_copied_by_the_digest_its_tag_has_and_recorded(tmp_path, sko
 def test_an_archive_is_kept_while_the_registry_digest_stays_and_copied_again_when_it_moves(tmp_path, skopeo):
     bundle, quiet = tmp_path / "bundle", (lambda _: None)
     images.add(["registry.example:5000/sglang:v0.5.3-cu129"], bundle, skopeo=str(skopeo / "skopeo"), log=quiet)
-    copies = len([c for c in _calls(skopeo) if c[0] == "copy"])
+    copies = len([c for c in _calls(skopeo) if "copy" in c])
     images.add(["registry.example:5000/sglang:v0.5.3-cu129"], bundle, skopeo=str(skopeo / "skopeo"), log=quiet)
-    assert len([c for c in _calls(skopeo) if c[0] == "copy"]) == copies
+    assert len([c for c in _calls(skopeo) if "copy" in c]) == copies
     (skopeo / "digest").write_text("sha256:" + "b" * 64 + "\n")
     index = images.add(["registry.example:5000/sglang:v0.5.3-cu129"], bundle, skopeo=str(skopeo / "skopeo"), log=quiet)
-    assert len([c for c in _calls(skopeo) if c[0] == "copy"]) == copies + 1
+    assert len([c for c in _calls(skopeo) if "copy" in c]) == copies + 1
     assert _calls(skopeo)[-1][-2] == "docker://registry.example:5000/sglang@sha256:" + "b" * 64
     assert index["registry.example:5000/sglang:v0.5.3-cu129"]["digest"] == "sha256:" + "b" * 64
 

@@ -234,3 +234,16 @@ def test_a_revision_that_does_not_fit_is_refused_before_the_first_byte(tmp_path,
     assert f"m/rev1 needs {total / 1024**3:.1f} GiB more on {dest}, which has" in str(refused.value)
     assert "give the hot tier more disks" in str(refused.value)
     assert [p for p in (dest / "m/rev1.staging").rglob("*") if p.is_file()] == []
+
+
+def test_a_finished_file_an_earlier_run_did_not_record_is_hashed_once_and_kept(tmp_path):
+    source, dest = tmp_path / "src", tmp_path / "models"
+    manifest = weights.parse_manifest(_source(source))
+    staging = dest / "m/rev1.staging"
+    big = "model-00001-of-00002.safetensors"
+    staging.mkdir(parents=True)
+    (staging / big).write_bytes(FILES[big])  # renamed into place, then the run stopped before its record
+    result = weights.stage(str(source), str(dest), "m", "rev1", manifest, check_mode=False)
+    assert big not in result["fetched_files"]
+    assert result["kept_files"] == 1
+    assert (dest / "m/current" / big).read_bytes() == FILES[big]

@@ -23,6 +23,8 @@ from ironserve.commands import run_step
 IMAGES_DIR = "images"
 INDEX = "images.json"
 CHUNK = 4 * 1024 * 1024
+# The hosts' platform, whatever the connected machine's: a multi-arch tag resolves to this one's image.
+PLATFORM = ("--override-os", "linux", "--override-arch", "amd64")
 
 
 class ImageBundleError(RuntimeError):
@@ -65,7 +67,7 @@ def add(images: list[str], bundle_folder: Path, skopeo: str = "skopeo", log=prin
             )
         digest = run_step(
             f"read the digest of {image}",
-            [skopeo, "inspect", "--format", "{{.Digest}}", f"docker://{image}"],
+            [skopeo, *PLATFORM, "inspect", "--format", "{{.Digest}}", f"docker://{image}"],
             ImageBundleError,
         ).stdout.strip()
         if not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
@@ -81,6 +83,7 @@ def add(images: list[str], bundle_folder: Path, skopeo: str = "skopeo", log=prin
             f"copy {image}",
             [
                 skopeo,
+                *PLATFORM,
                 "copy",
                 "--retry-times",
                 "3",

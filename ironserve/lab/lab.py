@@ -258,6 +258,8 @@ def up(
             return existing
         log(f"lab {spec.name}: found a stale or different lab, taking it down first")
         down(spec.name, log=log)
+    # The consoles a failed scenario prints must be this lab's, not an earlier one's of the same name.
+    shutil.rmtree(paths.consoles_dir(spec.name), ignore_errors=True)
     for machine in spec.machines:
         if machine.ssh_port is not None and not _port_is_free(machine.ssh_port):
             raise LabError(
