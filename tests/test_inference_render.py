@@ -5,6 +5,7 @@ network stage, then read back as YAML. Connects nowhere: the play runs on localh
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -34,6 +35,11 @@ ANSIBLE = shutil.which("ansible-playbook", path=str(REPO / ".venv" / "bin")) or 
 
 
 def _render(tmp_path: Path, plan: dict, rdma: bool, nccl: bool, **deployment) -> dict:
+    return yaml.safe_load(render_file(tmp_path, plan, rdma, nccl, **deployment).read_text())["services"]["engine"]
+
+
+def render_file(tmp_path: Path, plan: dict, rdma: bool, nccl: bool, **deployment) -> Path:
+    """The role's compose.yml for ``plan`` on gpu-1 (192.0.2.21), written under ``tmp_path``."""
     deploy = engines.deployment(
         plan,
         **{
@@ -81,12 +87,14 @@ def _render(tmp_path: Path, plan: dict, rdma: bool, nccl: bool, **deployment) ->
     result = subprocess.run(
         [ANSIBLE, "-i", "localhost,", str(playbook), "-e", json.dumps(variables)],
         cwd=REPO,
+        # The repository's own Ansible settings, whatever a caller's environment sets (Molecule's verify does).
+        env={k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "MOLECULE_"))},
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return yaml.safe_load(dest.read_text())["services"]["engine"]
+    return dest
 
 
 def _h200_plan(checkpoint: str) -> dict:

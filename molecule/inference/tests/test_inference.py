@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -107,6 +108,36 @@ def test_the_api_key_is_in_no_process_command_line(host):
     assert host.check_output(f"python3 -c {shlex.quote(script)}") == ""
     engine = host.check_output(f"docker inspect --format '{{{{.State.Pid}}}}' {_container(host)['Id']}")
     assert "/standin/server.py" in host.file(f"/proc/{engine}/cmdline").content_string.replace("\0", " ")
+
+
+def test_every_shape_of_a_real_site_renders_a_project_this_docker_compose_accepts(host, tmp_path):
+    # The role's template for vLLM and SGLang at one GPU, TP8 and two nodes (rendered here by Ansible, as the
+    # unit tests do), checked by the machine's own docker compose: the GPUs' CDI request, host network, RDMA.
+    sys.path.insert(0, str(SCENARIO.parents[1] / "tests"))
+    from shapes import SHAPES, shape_plan
+    from test_inference_render import render_file
+
+    host.check_output("rm -rf /tmp/shapes && mkdir /tmp/shapes")
+    for engine, shape in SHAPES:
+        name = f"{engine}-{shape.replace(' ', '-')}"
+        folder = tmp_path / name
+        folder.mkdir()
+        hosts = ["gpu-1", "gpu-2"] if shape == "two nodes" else ["gpu-1"]
+        addresses = {"gpu-1": "198.51.100.11/24", "gpu-2": "198.51.100.12/24"}
+        # No nccl.env on this machine (no data network stage here): compose config reads the env files.
+        rendered = render_file(
+            folder,
+            shape_plan(engine, shape),
+            rdma=True,
+            nccl=False,
+            hosts=hosts,
+            nodes=len(hosts),
+            data_addresses=addresses,
+        )
+        copied = host.ansible("copy", f"src={rendered} dest=/tmp/shapes/{name}.yml mode=0600", check=False)
+        assert not copied.get("failed"), copied
+        result = host.run(f"docker compose -f /tmp/shapes/{name}.yml config --quiet")
+        assert result.rc == 0, f"{name}: {result.stderr}"
 
 
 def test_the_healthcheck_reports_healthy(host):
