@@ -83,6 +83,19 @@ def test_the_unit_owns_the_compose_project(host):
     assert (engine["environment"]["IRONSERVE_HOST"], engine["environment"]["IRONSERVE_PORT"]) == ("10.0.2.15", "8000")
 
 
+def test_nccl_inside_the_engine_names_a_data_plane_interface_it_can_see(host):
+    # On a bridge network the container would see only its own eth0, not the data NIC nccl.env names.
+    container = _container(host)["Id"]
+    probe = (
+        "import os; name = os.environ['NCCL_SOCKET_IFNAME']; "
+        "print(name, os.environ['GLOO_SOCKET_IFNAME'] == name, os.path.exists('/sys/class/net/' + name))"
+    )
+    name, same, seen = host.check_output(f"docker exec {container} python3 -c {shlex.quote(probe)}").split()
+    assert (same, seen) == ("True", "True"), name
+    assert host.file(f"/sys/class/net/{name}").exists
+    assert f"NCCL_SOCKET_IFNAME={name}" in host.file("/etc/ironserve/nccl.env").content_string
+
+
 def test_the_api_listens_on_the_service_address_only(host):
     listening = host.check_output("ss -Hltn 'sport = :8000'").split()
     assert "10.0.2.15:8000" in listening
