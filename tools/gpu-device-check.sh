@@ -3,8 +3,8 @@
 # Stdlib Python only, so it runs on a bare machine (in well under five minutes): the probe, the driver rules
 # (flavour, branch, Fabric Manager) for the GPUs it finds and for both driver sources, the loaded module's flavour
 # and version against them, nvidia-smi's GPUs (address and model) against the probe's, what the rules say from the
-# PCI id alone (name, architecture, compute capability, memory) against nvidia-smi, MIG instances, and the model
-# plan. With ansible-playbook on PATH it also runs the driver role's own plan and refusals (read-only).
+# PCI id alone (name, architecture, compute capability, memory) against nvidia-smi, MIG instances, the model
+# plan, and the engines (tools/gpu-engine-check.py). With ansible-playbook on PATH it also runs the driver role's own plan and refusals (read-only).
 # Usage (repository root): tools/gpu-device-check.sh [OUT_DIR]; exit 0 when every check passes.
 set -euo pipefail
 out=${1:-${OUT:-artifacts/gpu-device}}
@@ -74,6 +74,9 @@ json.dump({"plan": plan, "failures": failures}, open(os.path.join(out, "checks.j
 print("FAILED:\n  - " + "\n  - ".join(failures) if failures else "all GPU stack checks passed")
 sys.exit(1 if failures else 0)
 PY
+# The engine images against the loaded driver; with Docker, an engine image and a distill's weights already here,
+# one engine served the way the inference role launches it (pulls and downloads nothing).
+python3 tools/gpu-engine-check.py "$out" || status=1
 # With ansible-playbook on PATH: the driver role's own plan and refusals (read-only; the GPU stage itself would
 # install and reboot, which a check on somebody else's machine must not).
 if command -v ansible-playbook >/dev/null; then
