@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 from testinfra.utils.ansible_runner import AnsibleRunner
 
-from ironserve.lab.verify import ansible_playbook
+from ironserve.lab.verify import ansible_module, ansible_playbook
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 SCENARIO = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"])
@@ -248,3 +248,43 @@ def test_a_corrupted_weight_file_in_the_bucket_is_refused(host):
     assert host.file("/srv/models/standin-model/current").linked_to == "/srv/models/standin-model/rev1"
     assert not host.file("/srv/models/standin-model/rev2").exists
     assert host.run("/usr/local/sbin/ironserve-inference-ready").rc == 0
+
+
+def _seconds(host, command: str) -> float:
+    """How long ``command`` takes on the host, timed there."""
+    timer = f"import subprocess, time; t = time.monotonic(); subprocess.run({command!r}, shell=True, check=True); "
+    return float(host.check_output(f"python3 -c {shlex.quote(timer + 'print(time.monotonic() - t)')}"))
+
+
+def test_weight_staging_against_a_plain_rclone_copy_of_the_same_files(host):
+    # Side by side in one run: the files in the bucket, copied by rclone (the floor: one read, checksums compared)
+    # and staged by the module as the role stages them (fetched in parallel, hashed as they arrive, verified).
+    host.check_output(
+        "set -e; rm -rf /root/bench /root/bench-rclone /srv/models/bench && mkdir /root/bench && cd /root/bench;"
+        " for i in 1 2 3 4; do head -c 134217728 /dev/urandom > part-$i.safetensors; done;"
+        f" sha256sum part-* > SHA256SUMS; {RCLONE} copy /root/bench cold:models/bench/r1; rm -rf /root/bench"
+    )
+    rclone = _seconds(host, f"{RCLONE} copy cold:models/bench/r1 /root/bench-rclone")
+    host.check_output("rm -rf /root/bench-rclone")  # the root disk holds the bucket too
+    args = "source=s3://models/bench/r1 dest=/srv/models name=bench revision=r1 s3_endpoint=http://10.0.2.15:8333"
+    started = time.monotonic()
+    [staged] = ansible_module(INVENTORY, "infer-a", "ironserve_weights", args).values()
+    staging = time.monotonic() - started
+    started = time.monotonic()
+    [again] = ansible_module(INVENTORY, "infer-a", "ironserve_weights", args).values()
+    overhead = time.monotonic() - started  # the same call with nothing to do: Ansible's own cost
+    assert (staged["changed"], len(staged["fetched_files"]), staged["fetched_bytes"]) == (True, 4, 4 * 134217728)
+    assert (again["changed"], again["kept_files"]) == (False, 4)
+    assert host.check_output("cd /srv/models/bench/current && sha256sum -c --quiet SHA256SUMS && echo ok") == "ok"
+    table = (
+        "| 512 MiB in 4 files from the cold tier's bucket | seconds |\n|---|---|\n"
+        f"| rclone copy (the floor) | {rclone:.1f} |\n| ironserve_weights, first run | {staging:.1f} |\n"
+        f"| ironserve_weights, nothing to do (Ansible's own cost) | {overhead:.1f} |\n"
+        f"| ratio staging / rclone; without Ansible's cost | {staging / rclone:.2f}; "
+        f"{(staging - overhead) / rclone:.2f} |\n"
+    )
+    out = SCENARIO.parents[1] / "artifacts" / "bench" / "weights-staging.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(table)
+    print(table)
+    host.check_output("rm -rf /srv/models/bench")
