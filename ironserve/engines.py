@@ -14,6 +14,12 @@ Facts from the engines' own sources at the pinned releases (vLLM 0.11.0, SGLang 
   the container keeps it out of ``/proc/<pid>/cmdline`` (SGLang 0.5.3 still logs its arguments at start-up, the key
   among them: the container log is root's only). ``/health_generate`` runs a one-token generation. Across nodes:
   ``--nnodes``, ``--node-rank`` and ``--dist-init-addr`` (rank 0's address); only rank 0 serves the API.
+- SGLang's ranks other than 0 serve a stand-in health server (``launch_dummy_health_check_server``: ``/health`` and
+  ``/health_generate`` answer 200) on ``--host``/``--port`` once their scheduler joined the group, so the same
+  healthcheck proves every rank.
+- A custom engine (a site's own build, or the bench's stand-in) spanning nodes gets its place in the environment
+  (``CUSTOM_PLACEMENT``: node count, rank, rank 0's rendezvous address, its own data-plane address), and, like
+  SGLang, serves ``/health`` on the service address on every rank once the group formed; only rank 0 serves the API.
 - NCCL and Gloo read ``NCCL_SOCKET_IFNAME``, ``GLOO_SOCKET_IFNAME`` and ``NCCL_IB_HCA`` themselves (the data network
   role writes them to /etc/ironserve/nccl.env); the container shares the host's network to see those interfaces.
 """
@@ -127,9 +133,14 @@ def engine(name: str) -> Engine:
     return ENGINES[name]
 
 
+def host_port(host: str, port: int) -> str:
+    """``host:port``, an IPv6 address in brackets (as URLs, SGLang's --dist-init-addr and Ray's --address take it)."""
+    return f"{f'[{host}]' if ':' in host else host}:{port}"
+
+
 def service_url(host: str, port: int) -> str:
-    """The API's base URL on the service address (an IPv6 address in brackets)."""
-    return f"http://{f'[{host}]' if ':' in host else host}:{port}"
+    """The API's base URL on the service address."""
+    return f"http://{host_port(host, port)}"
 
 
 def health_test(
@@ -138,7 +149,7 @@ def health_test(
     """The container healthcheck: the engine's readiness path on the service address; on a vLLM rank other than 0,
     which serves no API, whether its Ray node still reaches the head."""
     if engine_name == "vllm" and place is not None and place.rank > 0:
-        return ["CMD", "ray", "status", f"--address={place.head_address}:{rendezvous_port}"]
+        return ["CMD", "ray", "status", f"--address={host_port(place.head_address, rendezvous_port)}"]
     path = ENGINES[engine_name].ready_path if engine_name in ENGINES else "/health"
     probe = f"import urllib.request; urllib.request.urlopen('{service_url(host, port)}{path}', timeout=20)"
     return ["CMD", "python3", "-c", probe]
@@ -201,6 +212,18 @@ class Placement:
     address: str  # this host's data-plane address ('' on a single node)
 
 
+# The environment a custom engine spanning nodes reads its place from (none on a single node).
+CUSTOM_PLACEMENT = ("IRONSERVE_NNODES", "IRONSERVE_NODE_RANK", "IRONSERVE_DIST_INIT_ADDR", "IRONSERVE_NODE_ADDRESS")
+
+
+def custom_environment(place: Placement, rendezvous_port: int) -> dict[str, str]:
+    """What a custom engine spanning nodes is told of its place: the same facts SGLang gets as flags."""
+    if place.nodes == 1:
+        return {}
+    values = (str(place.nodes), str(place.rank), host_port(place.head_address, rendezvous_port), place.address)
+    return dict(zip(CUSTOM_PLACEMENT, values, strict=True))
+
+
 def placement(hosts: list[str], this_host: str, nodes: int, data_addresses: dict[str, str]) -> Placement:
     """This host's rank among the hosts of its engine: the inference hosts in inventory order, in groups of ``nodes``.
     ``data_addresses``: each host's data-plane address (network.data_address, without the prefix length)."""
@@ -255,7 +278,7 @@ def launch_script(
     if engine_name == "vllm":
         lines.append('export VLLM_API_KEY="$IRONSERVE_API_KEY"')
         if place.nodes > 1:
-            ray = f"{shlex.quote(place.head_address)}:{rendezvous_port}"
+            ray = shlex.quote(host_port(place.head_address, rendezvous_port))
             if place.rank > 0:
                 lines.append(
                     f"exec ray start --block --address={ray} --node-ip-address={shlex.quote(place.address)} "
@@ -287,7 +310,7 @@ def launch_script(
                 "--node-rank",
                 str(place.rank),
                 "--dist-init-addr",
-                f"{place.head_address}:{rendezvous_port}",
+                host_port(place.head_address, rendezvous_port),
             ]
     lines.append("exec " + shlex.join(argv))
     return "\n".join(lines) + "\n"
@@ -317,6 +340,20 @@ def deployment(
     ``plan``: planner.plan_for_host's (empty for a custom engine); ``engine_setting``: inference_engine;
     ``image``/``image_cuda``: inference_image/inference_image_cuda (empty: the engine's pinned ones)."""
     problems = [p for p in [api_key_problem(api_key)] if p]
+    try:
+        place = placement(hosts, this_host, nodes, data_addresses)
+    except EngineError as exc:
+        problems.append(str(exc))
+        place = Placement(1, 0, "", "")
+    where = {
+        "rank": place.rank,
+        "nodes": place.nodes,
+        # Rank 0's inventory name, for messages that name the group.
+        "head": hosts[hosts.index(this_host) - place.rank] if this_host in hosts else this_host,
+        # Only rank 0 serves the API; every rank's readiness is its container's healthcheck.
+        "serves_api": place.rank == 0,
+        "environment": {},
+    }
     as_given = {
         "problems": problems,
         "image": image,
@@ -327,10 +364,11 @@ def deployment(
         "health_test": health_test("custom", host, port),
     }
     if engine_setting == "custom":
-        # A site's own engine (or the bench's stand-in): its command as given, /health as its readiness.
-        return {**as_given, "engine": "custom", "nodes": 1, "rank": 0, "serves_api": True}
+        # A site's own engine (or the bench's stand-in): its command as given, /health as its readiness, and its
+        # place in the environment when it spans nodes.
+        return {**as_given, **where, "engine": "custom", "environment": custom_environment(place, rendezvous_port)}
     if "engine" not in plan:
-        return {**as_given, "engine": "", "nodes": 1, "rank": 0, "serves_api": True}  # the plan's error stops it
+        return {**as_given, **where, "engine": ""}  # the plan's error stops it
     chosen = engine(plan["engine"])
     image_used, cuda = (image, image_cuda) if image else (chosen.image, chosen.cuda)
     if not cuda:
@@ -342,11 +380,6 @@ def deployment(
         problem = driver_problem(image_used, cuda, driver_version, driver_where)
         if problem:
             problems.append(problem)
-    try:
-        place = placement(hosts, this_host, nodes, data_addresses)
-    except EngineError as exc:
-        problems.append(str(exc))
-        place = Placement(1, 0, "", "")
     script = launch_script(
         plan["engine"],
         list(plan.get("engine_args", [])),
@@ -358,6 +391,7 @@ def deployment(
         gpus_per_node,
     )
     return {
+        **where,
         "problems": problems,
         "engine": plan["engine"],
         "image": image_used,
@@ -367,8 +401,4 @@ def deployment(
         "ready_path": chosen.ready_path,
         "url": service_url(host, port),
         "health_test": health_test(plan["engine"], host, port, place, rendezvous_port),
-        "rank": place.rank,
-        "nodes": place.nodes,
-        # Only rank 0 serves the API; the other ranks' readiness is rank 0's.
-        "serves_api": place.rank == 0,
     }

@@ -234,6 +234,36 @@ def test_a_custom_engine_runs_its_own_command_and_a_failed_plan_deploys_nothing(
     assert (failed["engine"], failed["script"]) == ("", "")
 
 
+def test_a_custom_engine_spanning_nodes_gets_its_place_in_its_environment_and_only_rank_0_serves():
+    hosts = ["gpu-1", "gpu-2"]
+    addresses = {"gpu-1": "198.51.100.11/24", "gpu-2": "198.51.100.12/24"}
+    head, member = (
+        _deployment({}, engine_setting="custom", nodes=2, hosts=hosts, this_host=host, data_addresses=addresses)
+        for host in hosts
+    )
+    assert (head["problems"], member["problems"]) == ([], [])
+    assert (head["rank"], head["serves_api"], member["rank"], member["serves_api"]) == (0, True, 1, False)
+    assert head["head"] == member["head"] == "gpu-1"
+    assert member["environment"] == {
+        "IRONSERVE_NNODES": "2",
+        "IRONSERVE_NODE_RANK": "1",
+        "IRONSERVE_DIST_INIT_ADDR": "198.51.100.11:20000",
+        "IRONSERVE_NODE_ADDRESS": "198.51.100.12",
+    }
+    assert _deployment({}, engine_setting="custom")["environment"] == {}
+    missing = _deployment({}, engine_setting="custom", nodes=2, hosts=hosts, data_addresses={"gpu-1": "x"})
+    assert "gpu-2 declare no data-network address" in missing["problems"][0]
+
+
+def test_rendezvous_addresses_on_ipv6_data_planes_are_bracketed():
+    hosts = ["gpu-1", "gpu-2"]
+    place = engines.placement(hosts, "gpu-2", 2, {"gpu-1": "2001:db8::11/64", "gpu-2": "2001:db8::12/64"})
+    assert engines.custom_environment(place, 20000)["IRONSERVE_DIST_INIT_ADDR"] == "[2001:db8::11]:20000"
+    script = engines.launch_script("sglang", [], "r1", "2001:db8:1::10", 8000, place, 20000, 8)
+    assert "--dist-init-addr '[2001:db8::11]:20000'" in script
+    assert engines.service_url("2001:db8:1::10", 8000) == "http://[2001:db8:1::10]:8000"
+
+
 def test_the_planner_leaves_ranks_and_rendezvous_to_the_launch():
     for engine in ("vllm", "sglang"):
         args = _plan(engine, nodes=2)["engine_args"]

@@ -152,3 +152,23 @@ def test_every_shape_renders_a_project_on_the_host_network_with_its_launcher(tmp
             ["/bin/sh", engines.LAUNCHER],
         )
         assert "ports" not in rendered
+
+
+def test_a_custom_engine_spanning_nodes_finds_its_place_in_the_container_environment(tmp_path):
+    engine = _render(
+        tmp_path,
+        {"repo": "site/engine-model"},
+        rdma=True,
+        nccl=True,
+        engine_setting="custom",
+        image="site/engine:1",
+        nodes=2,
+        hosts=["gpu-1", "gpu-2"],
+        this_host="gpu-2",
+        data_addresses={"gpu-1": "198.51.100.11/24", "gpu-2": "198.51.100.12/24"},
+    )
+    environment = engine["environment"]
+    assert (environment["IRONSERVE_NNODES"], environment["IRONSERVE_NODE_RANK"]) == ("2", "1")
+    assert environment["IRONSERVE_DIST_INIT_ADDR"] == "198.51.100.11:20000"
+    assert environment["IRONSERVE_NODE_ADDRESS"] == "198.51.100.12"
+    assert engine["network_mode"] == "host"

@@ -1,5 +1,6 @@
-"""The inference role with a CPU stand-in engine: compose project under systemd, healthcheck, API key, restart
-after a crash, readiness probe, and weights staged from the cold tier's bucket with corruption refused."""
+"""The inference role with a CPU stand-in engine, on rank 0 (infer-a): compose project under systemd, healthcheck,
+API key, restart after a crash, readiness probe, and weights staged from the cold tier's bucket with corruption
+refused. The group across both nodes: test_two_nodes.py."""
 
 from __future__ import annotations
 
@@ -17,12 +18,11 @@ from ironserve.lab.verify import ansible_module, ansible_playbook
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 SCENARIO = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"])
-VARS = yaml.safe_load((SCENARIO / "host_vars/infer-a.yml").read_text())
 PROJECT = "/etc/ironserve/inference"
 RCLONE = "RCLONE_CONFIG=/etc/ironserve/rclone.conf /usr/local/bin/rclone"
 PLAYBOOK = SCENARIO.parent.parent / "playbooks/inference.yml"
 
-testinfra_hosts = AnsibleRunner(INVENTORY).get_hosts("all")
+testinfra_hosts = AnsibleRunner(INVENTORY).get_hosts("gpu_servers")
 
 
 def _api(host, method: str, path: str, key: str | None, body: dict | None = None) -> tuple[int, dict | str]:
@@ -219,7 +219,9 @@ def test_the_image_was_loaded_from_the_archive_checked_and_the_archive_removed(h
 
 def test_an_image_the_archives_do_not_list_is_named_before_any_change(host):
     compose = host.file(f"{PROJECT}/compose.yml").content_string
-    result = ansible_playbook(INVENTORY, PLAYBOOK, {"inference_image": "ironserve/standin-engine:absent"})
+    result = ansible_playbook(
+        INVENTORY, PLAYBOOK, {"inference_image": "ironserve/standin-engine:absent"}, limit="infer-a"
+    )
     output = result.stdout + result.stderr
     assert result.returncode != 0, output[-3000:]
     assert (
@@ -240,6 +242,7 @@ def test_a_corrupted_weight_file_in_the_bucket_is_refused(host):
         INVENTORY,
         PLAYBOOK,
         {"inference_weights_source": "s3://models/standin-model/rev2", "inference_weights_revision": "rev2"},
+        limit="infer-a",
     )
     output = result.stdout + result.stderr
     assert result.returncode != 0, output[-3000:]
