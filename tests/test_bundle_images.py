@@ -20,10 +20,17 @@ with open(state, "a") as log:
 command = next(a for a in sys.argv[1:] if not a.startswith("-") and a not in ("linux", "amd64"))
 if command == "inspect":
     print(digest)
-elif command == "copy":
+elif command == "copy":  # a docker-archive as skopeo writes one: manifest.json naming the config <hex>.json
+    import hashlib, io, tarfile
     _, path, ref = sys.argv[-1].split(":", 2)
-    with open(path, "wb") as out:
-        out.write(f"docker-archive of {sys.argv[-2]} as {ref}".encode())
+    config = json.dumps({"architecture": "amd64", "os": "linux", "source": sys.argv[-2]}).encode()
+    name = hashlib.sha256(config).hexdigest() + ".json"
+    manifest = json.dumps([{"Config": name, "RepoTags": [ref], "Layers": []}]).encode()
+    with tarfile.open(path, "w") as tar:
+        for member, data in ((name, config), ("manifest.json", manifest)):
+            info = tarfile.TarInfo(member)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
 """
 
 
@@ -51,6 +58,8 @@ def test_an_image_is_copied_by_the_digest_its_tag_has_and_recorded(tmp_path, sko
     assert entry["digest"] == "sha256:" + "a" * 64
     assert entry["sha256"] == hashlib.sha256(archive.read_bytes()).hexdigest()
     assert entry["size"] == archive.stat().st_size
+    assert entry["image_id"] == images.image_id(archive)
+    assert entry["image_id"].startswith("sha256:")
     copy = _calls(skopeo)[-1]
     assert copy[:4] == ["--override-os", "linux", "--override-arch", "amd64"]  # the hosts' platform
     assert copy[-2] == "docker://vllm/vllm-openai@sha256:" + "a" * 64
@@ -78,3 +87,23 @@ def test_images_without_a_tag_or_without_skopeo_are_refused(tmp_path, skopeo):
         images.add(["vllm/vllm-openai"], tmp_path, skopeo=str(skopeo / "skopeo"))
     with pytest.raises(images.ImageBundleError, match="apt install skopeo"):
         images.add(["vllm/vllm-openai:v0.11.0"], tmp_path, skopeo=str(tmp_path / "no-skopeo"))
+
+
+def test_an_archive_whose_config_does_not_match_its_manifest_is_refused(tmp_path):
+    import io
+    import tarfile
+
+    archive = tmp_path / "forged.tar"
+    with tarfile.open(archive, "w") as tar:
+        for member, data in (
+            ("0" * 64 + ".json", b"{}"),
+            ("manifest.json", json.dumps([{"Config": "0" * 64 + ".json", "Layers": []}]).encode()),
+        ):
+            info = tarfile.TarInfo(member)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    with pytest.raises(images.ImageBundleError, match="its config's sha256 is"):
+        images.image_id(archive)
+    (tmp_path / "not.tar").write_bytes(b"not a tar")
+    with pytest.raises(images.ImageBundleError, match="not a docker-archive of one image"):
+        images.image_id(tmp_path / "not.tar")

@@ -4,9 +4,10 @@ On the connected machine that builds the bundle, ``ironserve bundle images`` cop
 can deploy (ironserve/engines.py's pinned ones, or those named) from its registry with skopeo (Debian's package)
 into ``images/`` as a docker-archive, the format ``docker load`` reads. The copy is made by the digest the registry
 names for the tag at that moment, so the archive holds exactly that manifest; ``images/images.json`` records, per
-image, the archive's file name, the registry digest and the archive's sha256 and size. The inference role reads that
-index from the bundle's URL (``inference_image_archive_url``), downloads the archive checked against its sha256 and
-loads it: a host never needs a registry.
+image, the archive's file name, the registry digest, the archive's sha256 and size, and the image ID (the digest of
+the image's config, which ``docker load`` keeps: a loaded archive has no registry digest). The inference role reads
+that index from the bundle's URL (``inference_image_archive_url``), downloads the archive checked against its
+sha256, loads it and checks the loaded image's ID before anything runs it: a host never needs a registry.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import json
 import os
 import re
 import shutil
+import tarfile
 from pathlib import Path
 
 from ironserve.commands import run_step
@@ -42,6 +44,22 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(CHUNK), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def image_id(archive: Path) -> str:
+    """The image ID of a docker-archive's one image: its config's digest, which ``manifest.json`` names (``<hex>.json``
+    as skopeo writes it, ``blobs/sha256/<hex>`` as docker save does), checked against the config's own bytes."""
+    try:
+        with tarfile.open(archive) as tar:
+            [entry] = json.load(tar.extractfile("manifest.json"))
+            config = entry["Config"]
+            expected = Path(config).name.removesuffix(".json")
+            actual = hashlib.sha256(tar.extractfile(config).read()).hexdigest()
+    except (OSError, tarfile.TarError, KeyError, ValueError, TypeError, AttributeError) as exc:
+        raise ImageBundleError(f"{archive.name} is not a docker-archive of one image: {exc}") from exc
+    if actual != expected:
+        raise ImageBundleError(f"{archive.name}: its config's sha256 is {actual}, manifest.json names {expected}")
+    return f"sha256:{actual}"
 
 
 def read_index(bundle_folder: Path) -> dict[str, dict]:
@@ -74,7 +92,8 @@ def add(images: list[str], bundle_folder: Path, skopeo: str = "skopeo", log=prin
             raise ImageBundleError(f"{image}: the registry named no digest (skopeo inspect said {digest!r})")
         target = folder / archive_name(image)
         entry = index.get(image, {})
-        if entry.get("digest") == digest and target.exists() and _sha256(target) == entry.get("sha256"):
+        kept = entry.get("digest") == digest and "image_id" in entry
+        if kept and target.exists() and _sha256(target) == entry.get("sha256"):
             log(f"{image}: kept ({digest})")
             continue
         partial = target.with_suffix(".tar.partial")
@@ -92,8 +111,15 @@ def add(images: list[str], bundle_folder: Path, skopeo: str = "skopeo", log=prin
             ],
             ImageBundleError,
         )
+        identity = image_id(partial)
         os.replace(partial, target)
-        index[image] = {"file": target.name, "digest": digest, "sha256": _sha256(target), "size": target.stat().st_size}
+        index[image] = {
+            "file": target.name,
+            "digest": digest,
+            "image_id": identity,
+            "sha256": _sha256(target),
+            "size": target.stat().st_size,
+        }
         log(f"{image}: {digest}, {index[image]['size'] / 1024**3:.1f} GiB")
         (folder / INDEX).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
     (folder / INDEX).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")

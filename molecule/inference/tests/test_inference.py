@@ -210,7 +210,8 @@ def test_the_engine_comes_back_after_a_crash(host):
 
 
 def test_the_image_was_loaded_from_the_archive_checked_and_the_archive_removed(host):
-    # prepare.yml saved the image, served it as an image archive and removed it: this is the image it saved.
+    # prepare.yml saved the image, served it as an image archive (images.json with its ID, as 'ironserve bundle
+    # images' records it) and removed it: this is the image it saved, and the role checked its ID after loading.
     loaded = host.check_output("docker image inspect --format '{{.Id}}' ironserve/standin-engine:1")
     assert loaded == host.file("/root/standin-image-id").content_string.strip()
     assert host.file("/srv/models/.images").mode == 0o700
