@@ -143,10 +143,9 @@ def cmd_bundle_build(args: argparse.Namespace) -> int:
 
 
 def cmd_bundle_images(args: argparse.Namespace) -> int:
-    from ironserve import engines
-    from ironserve.bundle.images import add
+    from ironserve.bundle.images import add, default_images
 
-    images = args.image or sorted({e.image for e in engines.ENGINES.values()})
+    images = args.image or default_images()
     index = add(images, Path(args.out) if args.out else paths.bundle_dir())
     for image in images:
         entry = index[image]
@@ -385,11 +384,13 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--force", action="store_true", help="rebuild even if the bundle matches the request")
     build.set_defaults(func=cmd_bundle_build)
     images = bundle_commands.add_parser(
-        "images", help="copy the engine images into the bundle with skopeo (on a connected machine)"
+        "images", help="copy the engine and exporter images into the bundle with skopeo (on a connected machine)"
     )
     images.add_argument("--out", help=f"bundle folder (default: {paths.bundle_dir()})")
     images.add_argument(
-        "--image", action="append", help="an image by tag (repeatable; default: every engine's pinned image)"
+        "--image",
+        action="append",
+        help="an image by tag (repeatable; default: every engine's pinned image and the DCGM exporter)",
     )
     images.set_defaults(func=cmd_bundle_images)
     serve = bundle_commands.add_parser("serve", help="serve a bundle folder over HTTP")

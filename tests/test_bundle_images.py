@@ -107,3 +107,10 @@ def test_an_archive_whose_config_does_not_match_its_manifest_is_refused(tmp_path
     (tmp_path / "not.tar").write_bytes(b"not a tar")
     with pytest.raises(images.ImageBundleError, match="not a docker-archive of one image"):
         images.image_id(tmp_path / "not.tar")
+
+
+def test_by_default_the_bundle_carries_every_engines_pinned_image_and_the_dcgm_exporter():
+    assert images.default_images() == sorted(
+        ["vllm/vllm-openai:v0.11.0", "lmsysorg/sglang:v0.5.3-cu129", images.DCGM_EXPORTER_IMAGE]
+    )
+    assert images.DCGM_EXPORTER_IMAGE.startswith("nvcr.io/nvidia/k8s/dcgm-exporter:")

@@ -29,6 +29,19 @@ CHUNK = 4 * 1024 * 1024
 PLATFORM = ("--override-os", "linux", "--override-arch", "amd64")
 
 
+# NVIDIA's DCGM exporter (port 9400), for the monitoring stage: not in Debian. The tag pairs DCGM 4.5.3 with the
+# exporter 4.8.2; its registry manifest (an OCI index for linux/amd64 and arm64) was checked with docker manifest
+# inspect in NVIDIA/deepops#1348. The distroless variant: no shell or package manager beside the exporter.
+DCGM_EXPORTER_IMAGE = "nvcr.io/nvidia/k8s/dcgm-exporter:4.5.3-4.8.2-distroless"
+
+
+def default_images() -> list[str]:
+    """What 'ironserve bundle images' copies when no image is named: every engine's pinned image and the exporter."""
+    from ironserve import engines
+
+    return sorted({e.image for e in engines.ENGINES.values()} | {DCGM_EXPORTER_IMAGE})
+
+
 class ImageBundleError(RuntimeError):
     """An image could not be put in the bundle; the message names the image and the step."""
 
