@@ -106,9 +106,9 @@ def cmd_lab_prune(args: argparse.Namespace) -> int:
 
 
 def cmd_image_build(args: argparse.Namespace) -> int:
-    from ironserve import golden_image
+    from ironserve import golden_image, stages
 
-    requested = [name.strip() for name in args.stages.split(",") if name.strip()]
+    requested = stages.parse_names(args.stages)
     golden_image.choose_stages(requested, Path(args.site))  # bad input fails here, before anything is built
     record = golden_image.build(requested, Path(args.output), site=Path(args.site))
     print(
@@ -176,7 +176,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ironserve import run, stages
 
     site = Path(args.site)
-    inventory = Path(args.inventory or DEFAULT_INVENTORY)
+    inventory = Path(args.inventory) if args.inventory else None
     resumed_from = None
     if args.resume:
         if args.stages or args.start or args.limit or args.inventory:
@@ -208,11 +208,16 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"ironserve: run {previous.id} used inventory {inventory}, which no longer exists", file=sys.stderr)
             return EXIT_BAD_INPUT
     else:
+        if inventory is None:
+            # No default: a run without one would provision whatever a default names (the lab's, on a site).
+            print("ironserve: name the inventory to provision: ironserve run --inventory PATH", file=sys.stderr)
+            return EXIT_BAD_INPUT
         if not inventory.exists():
             print(f"ironserve: inventory {inventory} does not exist", file=sys.stderr)
             return EXIT_BAD_INPUT
         available = {s.name: s for s in stages.from_site(site)}
-        chosen = stages.select(list(available.values()), args.stages.split(",") if args.stages else None, args.start)
+        only = stages.parse_names(args.stages) if args.stages is not None else None
+        chosen = stages.select(list(available.values()), only, args.start)
         selected = [(stage, args.limit) for stage in chosen]
         limit, check, diff = args.limit, args.check, args.diff
     record = run.RunRecord(
@@ -234,10 +239,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     record = run.find_run(args.run)
     if record is None:
-        print(
-            f"ironserve: no run {args.run or ''} under {run.artifacts_dir() / 'runs'}".replace("  ", " "),
-            file=sys.stderr,
-        )
+        error = f"no run {args.run or ''} under {run.artifacts_dir() / 'runs'}".replace("  ", " ")
+        if args.json:
+            print(json.dumps({"error": error}))
+        else:
+            print(f"ironserve: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     if args.json:
         print((record.folder / run.RUN_RECORD).read_text(), end="")
@@ -249,6 +255,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_doctor(args: argparse.Namespace) -> int:
     from ironserve import doctor
 
+    if not Path(args.inventory).exists():
+        print(f"ironserve: inventory {args.inventory} does not exist", file=sys.stderr)
+        return EXIT_BAD_INPUT
     results = doctor.check(Path(args.inventory), reachability=not args.skip_reachability)
     for result in results:
         print(f"{'ok ' if result.ok else 'BAD'}  {result.name}: {result.detail}")
@@ -296,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run the stages of site.yml in order, each an ansible-runner job")
-    run.add_argument("--inventory", "-i", help=f"inventory (default: {DEFAULT_INVENTORY}; --resume: the run's own)")
+    run.add_argument("--inventory", "-i", help="the inventory to provision (required; --resume: the run's own)")
     run.add_argument("--site", default=str(DEFAULT_SITE), help="the playbook listing the stages (default: site.yml)")
     which = run.add_mutually_exclusive_group()
     which.add_argument("--stages", help="comma-separated stages to run, in site order")
@@ -316,19 +325,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = commands.add_parser("report", help="show a run's record (default: the latest run)")
     report.add_argument("run", nargs="?", help="run id (a folder under artifacts/runs)")
-    report.add_argument("--json", action="store_true")
+    report.add_argument("--json", action="store_true", help="the run's record as JSON (errors too), for pipelines")
     report.set_defaults(func=cmd_report)
 
     plan = commands.add_parser("plan", help="choose the DeepSeek checkpoint, engine and sizes for given GPUs")
     plan.add_argument("--gpu", required=True, help="GPU model, or a unique part of it (e.g. 'H200 SXM', 'L40S')")
     plan.add_argument("--count", type=int, required=True, help="GPUs per node")
-    plan.add_argument("--nodes", type=int, default=1)
+    plan.add_argument("--nodes", type=int, default=1, help="nodes one engine spans (default: 1)")
     plan.add_argument("--model", default="auto", help="a checkpoint name (ironserve/hardware.py CHECKPOINTS) or auto")
-    plan.add_argument("--json", action="store_true")
+    plan.add_argument("--json", action="store_true", help="the plan as JSON")
     plan.set_defaults(func=cmd_plan)
 
     doctor = commands.add_parser("doctor", help="check the controller and the inventory, changing nothing")
-    doctor.add_argument("--inventory", "-i", default=str(DEFAULT_INVENTORY))
+    doctor.add_argument(
+        "--inventory", "-i", default=str(DEFAULT_INVENTORY), help=f"inventory to check (default: {DEFAULT_INVENTORY})"
+    )
     doctor.add_argument("--skip-reachability", action="store_true", help="do not contact any host")
     doctor.set_defaults(func=cmd_doctor)
 
@@ -342,12 +353,12 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--json", action="store_true", help="print the lab state as JSON on stdout")
     up.set_defaults(func=cmd_lab_up)
     down = lab.add_parser("down", help="stop a lab and remove everything it created")
-    down.add_argument("name", nargs="?", default="demo")
+    down.add_argument("name", nargs="?", default="demo", help="the lab (default: demo)")
     down.add_argument("--all", action="store_true", help="every lab that is up")
     down.set_defaults(func=cmd_lab_down)
     status = lab.add_parser("status", help="show labs and their machines")
-    status.add_argument("name", nargs="?")
-    status.add_argument("--json", action="store_true")
+    status.add_argument("name", nargs="?", help="only this lab (default: every lab)")
+    status.add_argument("--json", action="store_true", help="as JSON")
     status.set_defaults(func=cmd_lab_status)
     leftovers = lab.add_parser("leftovers", help="list what labs (or one lab) left behind (exit 3 if anything)")
     leftovers.add_argument("name", nargs="?", help="only this lab (default: every lab)")
@@ -361,9 +372,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     prune.set_defaults(func=cmd_lab_prune)
     ssh = lab.add_parser("ssh", help="open a root shell (or run a command) on a lab machine")
-    ssh.add_argument("name")
-    ssh.add_argument("machine")
-    ssh.add_argument("command", nargs="*")
+    ssh.add_argument("name", help="the lab")
+    ssh.add_argument("machine", help="a machine of that lab")
+    ssh.add_argument("command", nargs="*", help="a command to run there (default: a shell)")
     ssh.set_defaults(func=cmd_lab_ssh)
 
     image = commands.add_parser("image", help="golden images for sites that deploy disk images (PXE, MAAS, Ironic)")
@@ -394,10 +405,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     images.set_defaults(func=cmd_bundle_images)
     serve = bundle_commands.add_parser("serve", help="serve a bundle folder over HTTP")
-    serve.add_argument("--dir", default=str(paths.bundle_dir()))
-    serve.add_argument("--bind", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--access-log")
+    serve.add_argument(
+        "--dir", default=str(paths.bundle_dir()), help=f"the bundle folder (default: {paths.bundle_dir()})"
+    )
+    serve.add_argument("--bind", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080, help="port (default: 8080)")
+    serve.add_argument("--access-log", help="a file to log each request to (default: none)")
     serve.set_defaults(func=cmd_bundle_serve)
     return parser
 

@@ -40,6 +40,15 @@ def from_site(site: Path) -> list[Stage]:
     return stages
 
 
+def parse_names(text: str, option: str = "--stages") -> list[str]:
+    """Stage names from a comma-separated option, spaces around them allowed. An empty list or an empty name is bad
+    input, never "every stage": an unset variable in a pipeline must not mean full provisioning."""
+    names = [name.strip() for name in text.split(",")]
+    if not all(names):
+        raise StageError(f"{option} '{text}' names an empty stage: give stage names separated by commas, like base,gpu")
+    return names
+
+
 def select(stages: list[Stage], only: list[str] | None = None, start: str | None = None) -> list[Stage]:
     """``only`` keeps the named stages (in site order); ``start`` runs from that stage to the end."""
     names = [s.name for s in stages]

@@ -126,3 +126,52 @@ def test_plan_nodes_the_planner_would_not_use_are_refused(capsys):
     # 2 x 8 x H100 80GB: R1 in FP8 needs both nodes (TP16).
     assert cli.main(["plan", "--gpu", "H100 SXM", "--count", "8", "--nodes", "2"]) == cli.EXIT_OK
     assert "over 2 nodes" in capsys.readouterr().out
+
+
+def test_run_refuses_an_empty_stage_list_instead_of_running_every_stage(tmp_path, capsys):
+    for stages in ("", " ", "base,,gpu"):
+        assert cli.main(["run", "--inventory", str(tmp_path), "--stages", stages, "--plain"]) == cli.EXIT_BAD_INPUT
+        assert "names an empty stage: give stage names separated by commas, like base,gpu" in capsys.readouterr().err
+
+
+def test_stage_names_may_have_spaces_after_their_commas():
+    from ironserve import stages
+
+    assert stages.parse_names("base, gpu ,storage") == ["base", "gpu", "storage"]
+
+
+def test_run_without_an_inventory_names_the_option_and_provisions_nothing(capsys):
+    assert cli.main(["run", "--stages", "base", "--plain"]) == cli.EXIT_BAD_INPUT
+    assert "name the inventory to provision: ironserve run --inventory PATH" in capsys.readouterr().err
+
+
+def test_doctor_and_run_answer_a_missing_inventory_alike(tmp_path, capsys):
+    missing = str(tmp_path / "no-such-inventory")
+    assert cli.main(["doctor", "--inventory", missing, "--skip-reachability"]) == cli.EXIT_BAD_INPUT
+    assert f"inventory {missing} does not exist" in capsys.readouterr().err
+    assert cli.main(["run", "--inventory", missing, "--plain"]) == cli.EXIT_BAD_INPUT
+    assert f"inventory {missing} does not exist" in capsys.readouterr().err
+
+
+def test_report_json_prints_its_error_as_json(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("IRONSERVE_ARTIFACTS_DIR", str(tmp_path))
+    assert cli.main(["report", "--json", "no-such-run"]) == cli.EXIT_BAD_INPUT
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["error"].startswith("no run no-such-run under ")
+
+
+def test_every_option_and_argument_has_help_text():
+    import argparse
+
+    missing = []
+
+    def walk(parser: argparse.ArgumentParser, path: str) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, f"{path} {name}")
+            elif not action.help:
+                missing.append(f"{path} {'/'.join(action.option_strings) or action.dest}")
+
+    walk(cli.build_parser(), "ironserve")
+    assert missing == []
