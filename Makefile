@@ -13,8 +13,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SCENARIOS ?= network light storage gpu-stack inference probe
 BENCH_JOBS ?= 2
 BENCH_STRATEGY ?= mitogen
-# Outside the main suite: the NVIDIA DKMS build under TCG (see docs/bench.md for its time).
-SLOW_SCENARIOS := gpu-dkms
+# Outside the main suite: the NVIDIA DKMS build under TCG, and an engine spanning two QEMU machines (docs/bench.md).
+SLOW_SCENARIOS := gpu-dkms inference-nodes
 
 .PHONY: help setup apt-deps lint unit molecule golden-image test test-slow bench demo demo-down clean
 

@@ -116,7 +116,8 @@ def test_a_gpu_host_with_rdma_gets_host_network_its_devices_the_gpus_through_cdi
     assert engine["entrypoint"] == ["/bin/sh", engines.LAUNCHER]
     assert f"/etc/ironserve/inference/launch.sh:{engines.LAUNCHER}:ro" in engine["volumes"]
     [gpus] = engine["deploy"]["resources"]["reservations"]["devices"]
-    assert gpus == {"driver": "cdi", "device_ids": ["nvidia.com/gpu=all"]}
+    # capabilities: what Debian 13's compose 2.26 requires of a device reservation (the daemon ignores them for cdi)
+    assert gpus == {"driver": "cdi", "device_ids": ["nvidia.com/gpu=all"], "capabilities": ["gpu"]}
     health = " ".join(engine["healthcheck"]["test"])
     assert "http://192.0.2.21:8000/health_generate" in health
     assert "command" not in engine

@@ -266,7 +266,9 @@ def test_weight_staging_against_a_plain_rclone_copy_of_the_same_files(host):
     host.check_output(
         "set -e; rm -rf /root/bench /root/bench-rclone /srv/models/bench && mkdir /root/bench && cd /root/bench;"
         " for i in 1 2 3 4; do head -c 134217728 /dev/urandom > part-$i.safetensors; done;"
-        f" sha256sum part-* > SHA256SUMS; {RCLONE} copy /root/bench cold:models/bench/r1; rm -rf /root/bench"
+        f" sha256sum part-* > SHA256SUMS; {RCLONE} copy /root/bench cold:models/bench/r1;"
+        # The staged folder holds the files, not the manifest: keep it here to check them against.
+        " mv SHA256SUMS /root/bench-SHA256SUMS; rm -rf /root/bench"
     )
     rclone = _seconds(host, f"{RCLONE} copy cold:models/bench/r1 /root/bench-rclone")
     host.check_output("rm -rf /root/bench-rclone")  # the root disk holds the bucket too
@@ -279,7 +281,8 @@ def test_weight_staging_against_a_plain_rclone_copy_of_the_same_files(host):
     overhead = time.monotonic() - started  # the same call with nothing to do: Ansible's own cost
     assert (staged["changed"], len(staged["fetched_files"]), staged["fetched_bytes"]) == (True, 4, 4 * 134217728)
     assert (again["changed"], again["kept_files"]) == (False, 4)
-    assert host.check_output("cd /srv/models/bench/current && sha256sum -c --quiet SHA256SUMS && echo ok") == "ok"
+    checked = "cd /srv/models/bench/current && sha256sum -c --quiet /root/bench-SHA256SUMS && echo ok"
+    assert host.check_output(checked) == "ok"
     table = (
         "| 512 MiB in 4 files from the cold tier's bucket | seconds |\n|---|---|\n"
         f"| rclone copy (the floor) | {rclone:.1f} |\n| ironserve_weights, first run | {staging:.1f} |\n"
@@ -291,4 +294,4 @@ def test_weight_staging_against_a_plain_rclone_copy_of_the_same_files(host):
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(table)
     print(table)
-    host.check_output("rm -rf /srv/models/bench")
+    host.check_output("rm -rf /srv/models/bench /root/bench-SHA256SUMS")
