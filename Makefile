@@ -10,11 +10,14 @@ APT_PACKAGES := qemu-system-x86 qemu-utils mmdebstrap apt-utils gnupg iproute2 o
 	debian-archive-keyring ca-certificates python3-venv systemd-container
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Longest first: the bench runner starts them in this order, two at a time where cores and memory allow.
-SCENARIOS ?= network light storage gpu-stack inference probe
+# storage is in the slow target for now: on 2026-12-05 this machine ran the whole suite at about 5400 s, CI's limit
+# (storage alone 1280 s; docs/bench.md), and its roles did not change since its last pass in a full run.
+SCENARIOS ?= network light gpu-stack inference probe
 BENCH_JOBS ?= 2
 BENCH_STRATEGY ?= mitogen
-# Outside the main suite: the NVIDIA DKMS build under TCG, and an engine spanning two QEMU machines (docs/bench.md).
-SLOW_SCENARIOS := gpu-dkms inference-nodes
+# Outside the main suite: the three storage tiers (see above), the NVIDIA DKMS build under TCG, and an engine
+# spanning two QEMU machines (docs/bench.md).
+SLOW_SCENARIOS := storage gpu-dkms inference-nodes
 
 .PHONY: help setup apt-deps lint unit molecule golden-image test test-slow bench demo demo-down clean
 
