@@ -265,7 +265,7 @@ def test_weight_staging_against_a_plain_rclone_copy_of_the_same_files(host):
     # and staged by the module as the role stages them (fetched in parallel, hashed as they arrive, verified).
     host.check_output(
         "set -e; rm -rf /root/bench /root/bench-rclone /srv/models/bench && mkdir /root/bench && cd /root/bench;"
-        " for i in 1 2 3 4; do head -c 134217728 /dev/urandom > part-$i.safetensors; done;"
+        " for i in 1 2 3 4; do head -c 16777216 /dev/urandom > part-$i.safetensors; done;"
         f" sha256sum part-* > SHA256SUMS; {RCLONE} copy /root/bench cold:models/bench/r1;"
         # The staged folder holds the files, not the manifest: keep it here to check them against.
         " mv SHA256SUMS /root/bench-SHA256SUMS; rm -rf /root/bench"
@@ -279,12 +279,12 @@ def test_weight_staging_against_a_plain_rclone_copy_of_the_same_files(host):
     started = time.monotonic()
     [again] = ansible_module(INVENTORY, "infer-a", "ironserve_weights", args).values()
     overhead = time.monotonic() - started  # the same call with nothing to do: Ansible's own cost
-    assert (staged["changed"], len(staged["fetched_files"]), staged["fetched_bytes"]) == (True, 4, 4 * 134217728)
+    assert (staged["changed"], len(staged["fetched_files"]), staged["fetched_bytes"]) == (True, 4, 4 * 16777216)
     assert (again["changed"], again["kept_files"]) == (False, 4)
     checked = "cd /srv/models/bench/current && sha256sum -c --quiet /root/bench-SHA256SUMS && echo ok"
     assert host.check_output(checked) == "ok"
     table = (
-        "| 512 MiB in 4 files from the cold tier's bucket | seconds |\n|---|---|\n"
+        "| 64 MiB in 4 files from the cold tier's bucket | seconds |\n|---|---|\n"
         f"| rclone copy (the floor) | {rclone:.1f} |\n| ironserve_weights, first run | {staging:.1f} |\n"
         f"| ironserve_weights, nothing to do (Ansible's own cost) | {overhead:.1f} |\n"
         f"| ratio staging / rclone; without Ansible's cost | {staging / rclone:.2f}; "
