@@ -13,6 +13,7 @@ from pathlib import Path
 import testinfra
 
 from ironserve.lab.verify import ansible_playbook
+from ironserve.network import data_address
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 SCENARIO = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"])
@@ -22,8 +23,8 @@ READY = "/usr/local/sbin/ironserve-inference-ready"
 RANK_0, RANK_1 = (
     testinfra.get_host(f"ansible://{name}?ansible_inventory={INVENTORY}") for name in ("infer-a", "infer-b")
 )
-# The data plane's addresses: data_network_subnet (the lab's 10.99.0.0/24) at each host's data_network_host_index.
-DATA = {"infer-a": "10.99.0.31", "infer-b": "10.99.0.32"}
+# Each host's data-plane address as the role renders it from the inventory (the same rule, ironserve.network).
+DATA = {host.backend.host: data_address(host.ansible.get_variables()).split("/")[0] for host in (RANK_0, RANK_1)}
 RENDEZVOUS = f"{DATA['infer-a']}:20000"
 
 
