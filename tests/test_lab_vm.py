@@ -77,6 +77,7 @@ def test_kernel_command_line_carries_identity(tmp_path):
     line = vm.kernel_command_line(_plan(tmp_path))
     assert "ironserve.hostname=gpu-a" in line
     assert "ironserve.mgmt_addr=10.0.2.15/24" in line
+    assert "mitigations=off" in line.split()  # lab machines only: see vm.LAB_KERNEL_OPTIONS
     assert f"ironserve.data_mac={LAB.machines[0].data_mac}" in line
     assert " " not in line.split("ironserve.sshkey=")[1].split()[0]
 
@@ -84,8 +85,8 @@ def test_kernel_command_line_carries_identity(tmp_path):
 @pytest.mark.parametrize(
     ("flags", "kvm_usable", "expected"),
     [
-        ({"fpu", "sse2"}, True, ["-accel", "tcg,thread=multi", "-cpu", "max"]),
-        ({"fpu", "vmx"}, False, ["-accel", "tcg,thread=multi", "-cpu", "max"]),
+        ({"fpu", "sse2"}, True, ["-accel", "tcg,thread=multi", "-cpu", vm.TCG_CPU]),
+        ({"fpu", "vmx"}, False, ["-accel", "tcg,thread=multi", "-cpu", vm.TCG_CPU]),
         ({"fpu", "vmx"}, True, ["-accel", "kvm", "-cpu", "host"]),
         ({"svm"}, True, ["-accel", "kvm", "-cpu", "host"]),
     ],
