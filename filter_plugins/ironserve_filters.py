@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ironserve import engines, hardware, network, planner, preflight, report, storage
+from ironserve import engines, frontend, hardware, network, planner, preflight, report, storage
 
 
 class FilterModule:
@@ -14,7 +14,9 @@ class FilterModule:
     ironserve_address_of_mac. Preflight and reports: ironserve_preflight_problems, ironserve_hw_markdown. Networks:
     ironserve_network_problems, ironserve_network_declaration, ironserve_data_address, ironserve_networkd,
     ironserve_netplan, ironserve_network_files, ironserve_roce_v2_gid, ironserve_host_pairs,
-    ironserve_bandwidth_floor, ironserve_min_gbits, ironserve_check_report.
+    ironserve_bandwidth_floor, ironserve_min_gbits, ironserve_check_report. Front door: ironserve_frontend_problems,
+    ironserve_frontend_backends, ironserve_frontend_interface, ironserve_frontend_own_address,
+    ironserve_frontend_priorities.
     """
 
     def filters(self):
@@ -43,4 +45,9 @@ class FilterModule:
             "ironserve_bandwidth_floor": network.bandwidth_floor,
             "ironserve_min_gbits": network.min_gbits_setting,
             "ironserve_check_report": network.check_report,
+            "ironserve_frontend_problems": frontend.problems,
+            "ironserve_frontend_backends": frontend.backends,
+            "ironserve_frontend_interface": frontend.interface_in_subnet,
+            "ironserve_frontend_own_address": frontend.interface_address,
+            "ironserve_frontend_priorities": frontend.priorities,
         }

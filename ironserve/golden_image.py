@@ -34,6 +34,7 @@ HOST_SPECIFIC = {
     "network_check": "it measures the host's own links",
     "storage": "it builds RAID and file systems on the host's own disks",
     "inference": "it deploys onto the host's GPUs and hot tier, with the site's keys",
+    "frontend": "it floats the site's service address between its own hosts, with the site's certificate",
 }
 FSTAB = f"LABEL={ROOT_LABEL} / ext4 defaults,noatime 0 1\n"
 # Debian makes SSH host keys when openssh-server is installed, not at boot; the lab's seed did it per machine.

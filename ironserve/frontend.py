@@ -1,0 +1,149 @@
+"""The front door's rules: the floating service address, its VRRP timing and priorities, the engines behind HAProxy.
+
+One home for them: the service_frontend role calls these through filters, and the tests call them directly.
+Facts behind the numbers (keepalived 2.3.3's man page and source, HAProxy 3.0's configuration manual) are in
+docs/notes/frontdoor-facts.md.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from urllib.parse import urlsplit
+
+# keepalived's master-down timer is this many advert intervals plus a skew (RFC 5798; keepalived's default).
+DOWN_ADVERTS = 3
+# VRRPv3 carries the advert interval in centiseconds, from 0.01 to 40.95 s; v2 only takes whole seconds.
+ADVERT_RANGE = (Decimal("0.01"), Decimal("40.95"))
+# The first host of the primary group wins the first election; a recovered node never takes the address back
+# (nopreempt), so after a failover the priorities only decide elections where both start at once.
+PRIMARY_PRIORITY = 150
+STANDBY_PRIORITY = 100
+
+
+def takeover_seconds(advert_seconds: float, priority: int) -> float:
+    """How long a backup of ``priority`` waits, after the master's last advert, before it takes the address:
+    3 adverts plus the VRRPv3 skew ((256 - priority) / 256 adverts)."""
+    return round(DOWN_ADVERTS * advert_seconds + (256 - priority) * advert_seconds / 256, 3)
+
+
+def priorities(hosts: list[str], primary_hosts: list[str]) -> dict[str, int]:
+    """A distinct priority per host (keepalived's advice): the primary group first, each in inventory order."""
+    ordered = [h for h in hosts if h in primary_hosts] + [h for h in hosts if h not in primary_hosts]
+    result = {}
+    for index, host in enumerate(ordered):
+        base = PRIMARY_PRIORITY if host in primary_hosts else STANDBY_PRIORITY
+        result[host] = base - index
+    return result
+
+
+def interface_in_subnet(facts: dict[str, Any], address: str) -> str:
+    """The interface that holds an IPv4 address in the floating address's subnet (Ansible's facts), or ""."""
+    try:
+        network = ipaddress.ip_interface(address).network
+    except ValueError:
+        return ""
+    for name in facts.get("interfaces", []):
+        interface = facts.get(name.replace("-", "_")) or {}
+        for entry in [interface.get("ipv4") or {}, *(interface.get("ipv4_secondaries") or [])]:
+            own = entry.get("address")
+            if own and own != str(ipaddress.ip_interface(address).ip) and ipaddress.ip_address(own) in network:
+                return name
+    return ""
+
+
+def interface_address(facts: dict[str, Any], interface: str, address: str) -> str:
+    """This host's own address on ``interface`` in the floating address's subnet (the VRRP unicast source)."""
+    network = ipaddress.ip_interface(address).network
+    entry = facts.get(interface.replace("-", "_")) or {}
+    for candidate in [entry.get("ipv4") or {}, *(entry.get("ipv4_secondaries") or [])]:
+        own = candidate.get("address")
+        if own and own != str(ipaddress.ip_interface(address).ip) and ipaddress.ip_address(own) in network:
+            return own
+    return ""
+
+
+def problems(settings: dict[str, Any], hosts: list[str], facts: dict[str, Any]) -> list[str]:
+    """Every reason the front door cannot be set up from these settings on this host, each naming its variable.
+
+    ``settings``: the role's variables (service_frontend_*); ``hosts``: the inference hosts the front door balances
+    and fails over across; ``facts``: this host's Ansible facts (its interfaces)."""
+    found = []
+    address = settings.get("service_frontend_address") or ""
+    try:
+        floating = ipaddress.ip_interface(address)
+    except ValueError:
+        floating = None
+    if floating is None or floating.version != 4 or "/" not in address:
+        found.append(
+            f"service_frontend_address is {address!r}; give the floating service address with its prefix, "
+            "for example 192.0.2.100/24"
+        )
+    elif floating.network.prefixlen < 31 and floating.ip in (
+        floating.network.network_address,
+        floating.network.broadcast_address,
+    ):
+        found.append(f"service_frontend_address {address} is its subnet's network or broadcast address")
+    elif settings.get("service_frontend_interface"):
+        name = settings["service_frontend_interface"]
+        if name not in facts.get("interfaces", []):
+            found.append(f"service_frontend_interface {name} is not an interface of this host")
+        elif not interface_address(facts, name, address):
+            found.append(
+                f"service_frontend_interface {name} has no address in {floating.network}, the subnet of "
+                f"service_frontend_address {address}: the floating address must be in a subnet the host is on"
+            )
+    elif not interface_in_subnet(facts, address):
+        found.append(
+            f"service_frontend_address {address} is outside every subnet this host has an address in; give an "
+            "address in the service network's subnet, or name the NIC in service_frontend_interface"
+        )
+    if settings.get("service_frontend_failover", True) and len(hosts) < 2:
+        found.append(
+            f"service_frontend_failover is on, and group inference_servers has {len(hosts)} host(s): failover needs "
+            "two or more (add the standby to inference_servers, or set service_frontend_failover: false)"
+        )
+    router_id = settings.get("service_frontend_vrrp_router_id")
+    if not isinstance(router_id, int) or not 1 <= router_id <= 255:
+        found.append(f"service_frontend_vrrp_router_id is {router_id!r}; use 1 to 255, unique on the segment")
+    try:
+        advert = Decimal(str(settings.get("service_frontend_vrrp_advert_seconds")))
+    except InvalidOperation:
+        advert = None
+    if advert is None or not ADVERT_RANGE[0] <= advert <= ADVERT_RANGE[1] or advert % Decimal("0.01"):
+        found.append(
+            f"service_frontend_vrrp_advert_seconds is {settings.get('service_frontend_vrrp_advert_seconds')!r}; "
+            "use 0.01 to 40.95 in steps of 0.01 (VRRPv3)"
+        )
+    certificate = bool(settings.get("service_frontend_tls_certificate"))
+    key = bool(settings.get("service_frontend_tls_key"))
+    if certificate != key:
+        given, missing = (
+            ("service_frontend_tls_certificate", "service_frontend_tls_key")
+            if certificate
+            else ("service_frontend_tls_key", "service_frontend_tls_certificate")
+        )
+        found.append(f"{given} is set and {missing} is not: give both (vaulted), or neither for a generated site CA")
+    return found
+
+
+def backends(records: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The engines the front door balances, from each inference host's record of what it serves
+    (/etc/ironserve/inference/ready.json, written by the inference role): only ranks that serve the API (rank 0 of
+    an engine spanning nodes). Returns the servers and the one health path they share, or the problems."""
+    servers, paths, found = [], set(), []
+    for host, record in records.items():
+        if not record.get("serves_api", True):
+            continue
+        url, health = urlsplit(record["url"]), urlsplit(record.get("health") or record["url"])
+        servers.append({"name": host, "address": url.hostname, "port": url.port or 80})
+        paths.add(health.path or "/")
+    if not servers:
+        found.append("no inference host serves the API yet: run the inference stage before the frontend stage")
+    if len(paths) > 1:
+        found.append(
+            f"the engines answer health checks on different paths ({', '.join(sorted(paths))}): one engine "
+            "kind per front door"
+        )
+    return {"servers": servers, "health_path": min(paths) if paths else "/health", "problems": found}
