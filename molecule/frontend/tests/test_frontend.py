@@ -98,10 +98,13 @@ def _until(condition, seconds: float, what: str) -> None:
         time.sleep(0.5)
 
 
-def test_the_primary_alone_holds_the_floating_address():
-    assert _holders() == ["front-a"]
-    assert _vrrp_state("front-a") == "MASTER"
-    assert _vrrp_state("front-b") == "BACKUP"
+def test_one_node_alone_holds_the_floating_address():
+    # Which one depends on which keepalived started first (nopreempt: the first master keeps it); the priorities that
+    # favour the primary group when both start together are unit-tested (tests/test_frontend.py).
+    holders = _holders()
+    assert len(holders) == 1, holders
+    other = next(name for name in NAMES if name not in holders)
+    assert (_vrrp_state(holders[0]), _vrrp_state(other)) == ("MASTER", "BACKUP")
 
 
 def test_both_nodes_present_the_same_certificate_and_serve_with_the_same_key():
@@ -148,16 +151,19 @@ def test_without_the_key_with_a_wrong_key_and_over_plain_http_refused(client):
     assert "401" not in plain, plain
 
 
-def test_the_primarys_engine_killed_fails_no_request(client):
+def test_the_masters_engine_killed_fails_no_request(client):
+    master = _holders()[0]
     loop = _start_loop(client, 12.0)
     time.sleep(2)
-    HOSTS["front-a"].check_output("systemctl kill --signal=KILL ironserve-inference.service")
+    HOSTS[master].check_output("systemctl kill --signal=KILL ironserve-inference.service")
     results = _results(loop)
     failed = [r for r in results if r["result"] != "200"]
-    print(f"\nengine on front-a killed (SIGKILL): {len(results)} requests, {len(failed)} failed")
+    print(
+        f"\nengine on {master} (holding the address) killed with SIGKILL: {len(results)} requests, {len(failed)} failed"
+    )
     assert not failed, failed
-    _until(lambda: HOSTS["front-a"].service("ironserve-inference").is_running, 30, "the engine did not come back")
-    assert _holders() == ["front-a"]  # the engine's death does not move the address: the front door still serves
+    _until(lambda: HOSTS[master].service("ironserve-inference").is_running, 30, "the engine did not come back")
+    assert _holders() == [master]  # the engine's death does not move the address: the front door still serves
 
 
 def _trial(client: str) -> dict:
