@@ -128,6 +128,38 @@ def problems(settings: dict[str, Any], hosts: list[str], facts: dict[str, Any]) 
     return found
 
 
+def tls_problems(certificate: str, key: str) -> list[str]:
+    """Whether the site's certificate and key can serve: both PEM, the key unencrypted (HAProxy starts unattended),
+    and the certificate's public key the key's. Runs on the controller (cryptography comes with ansible-core); the
+    role calls it with no_log, and the messages carry no part of either."""
+    if not (certificate and key):
+        return []  # problems() names a missing half
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        public_of_certificate = x509.load_pem_x509_certificate(certificate.encode()).public_key()
+    except ValueError:
+        return ["service_frontend_tls_certificate is not a PEM certificate (-----BEGIN CERTIFICATE-----)"]
+    try:
+        public_of_key = serialization.load_pem_private_key(key.encode(), password=None).public_key()
+    except (ValueError, TypeError):
+        return [
+            "service_frontend_tls_key is not an unencrypted PEM private key: HAProxy starts unattended and cannot "
+            "ask for a passphrase (vault the key instead of encrypting it)"
+        ]
+
+    def spki(public) -> bytes:
+        return public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+    if spki(public_of_certificate) != spki(public_of_key):
+        return [
+            "service_frontend_tls_certificate does not match service_frontend_tls_key: give the key the "
+            "certificate was issued for"
+        ]
+    return []
+
+
 def backends(records: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The engines the front door balances, from each inference host's record of what it serves
     (/etc/ironserve/inference/ready.json, written by the inference role): only ranks that serve the API (rank 0 of

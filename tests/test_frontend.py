@@ -90,3 +90,52 @@ def test_backends_refuse_no_engine_and_mixed_health_paths():
         "b": {"url": "http://b:8000", "health": "http://b:8000/v1/models"},
     }
     assert "different paths (/health, /v1/models)" in frontend.backends(mixed)["problems"][0]
+
+
+def _certificate_and_key() -> tuple[str, str]:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "api.example.org")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    pem = certificate.public_bytes(serialization.Encoding.PEM).decode()
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    return pem, key_pem
+
+
+def test_a_site_certificate_must_match_its_unencrypted_key():
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    certificate, key = _certificate_and_key()
+    assert frontend.tls_problems(certificate, key) == []
+    _, other_key = _certificate_and_key()
+    assert "does not match service_frontend_tls_key" in frontend.tls_problems(certificate, other_key)[0]
+    encrypted = (
+        ec.generate_private_key(ec.SECP256R1())
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"secret"),
+        )
+        .decode()
+    )
+    assert "not an unencrypted PEM private key" in frontend.tls_problems(certificate, encrypted)[0]
+    assert "not a PEM certificate" in frontend.tls_problems("junk", key)[0]
+    assert all(key not in message for message in frontend.tls_problems(certificate, other_key))
