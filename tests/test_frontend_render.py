@@ -47,12 +47,12 @@ def rendered(tmp_path_factory) -> dict[str, str]:
     )
     variables = {
         "service_frontend_address": "192.0.2.100/24",
-        "_frontend_vip": "192.0.2.100",
-        "_frontend_interface": "eno1",
-        "_frontend_own_address": "192.0.2.11",
-        "_frontend_peers": ["192.0.2.12"],
-        "_frontend_priority": frontend.priorities(["gpu01", "gpu02"], ["gpu01"])["gpu01"],
-        "_frontend_backends": frontend.backends(RECORDS),
+        "_service_frontend_vip": "192.0.2.100",
+        "_service_frontend_interface": "eno1",
+        "_service_frontend_own_address": "192.0.2.11",
+        "_service_frontend_peers": ["192.0.2.12"],
+        "_service_frontend_priority": frontend.priorities(["gpu01", "gpu02"], ["gpu01"])["gpu01"],
+        "_service_frontend_backends": frontend.backends(RECORDS),
         "ansible_python_interpreter": sys.executable,
     }
     result = subprocess.run(
