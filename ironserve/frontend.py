@@ -38,30 +38,25 @@ def priorities(hosts: list[str], primary_hosts: list[str]) -> dict[str, int]:
     return result
 
 
-def interface_in_subnet(facts: dict[str, Any], address: str) -> str:
-    """The interface that holds an IPv4 address in the floating address's subnet (Ansible's facts), or ""."""
+def interface_address(facts: dict[str, Any], interface: str, address: str) -> str:
+    """This host's own address on ``interface`` (Ansible's facts) in the floating address's subnet, not the floating
+    address itself (a node holding it has it as a secondary): the VRRP unicast source. "" if none, or if ``address``
+    is not an address with its prefix."""
     try:
-        network = ipaddress.ip_interface(address).network
+        floating = ipaddress.ip_interface(address)
     except ValueError:
         return ""
-    for name in facts.get("interfaces", []):
-        interface = facts.get(name.replace("-", "_")) or {}
-        for entry in [interface.get("ipv4") or {}, *(interface.get("ipv4_secondaries") or [])]:
-            own = entry.get("address")
-            if own and own != str(ipaddress.ip_interface(address).ip) and ipaddress.ip_address(own) in network:
-                return name
-    return ""
-
-
-def interface_address(facts: dict[str, Any], interface: str, address: str) -> str:
-    """This host's own address on ``interface`` in the floating address's subnet (the VRRP unicast source)."""
-    network = ipaddress.ip_interface(address).network
     entry = facts.get(interface.replace("-", "_")) or {}
     for candidate in [entry.get("ipv4") or {}, *(entry.get("ipv4_secondaries") or [])]:
         own = candidate.get("address")
-        if own and own != str(ipaddress.ip_interface(address).ip) and ipaddress.ip_address(own) in network:
+        if own and own != str(floating.ip) and ipaddress.ip_address(own) in floating.network:
             return own
     return ""
+
+
+def interface_in_subnet(facts: dict[str, Any], address: str) -> str:
+    """The interface with an address of its own in the floating address's subnet, or ""."""
+    return next((name for name in facts.get("interfaces", []) if interface_address(facts, name, address)), "")
 
 
 def problems(settings: dict[str, Any], hosts: list[str], facts: dict[str, Any]) -> list[str]:

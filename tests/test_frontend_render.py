@@ -3,33 +3,15 @@ by Ansible on this machine (local connection, connects nowhere), then read for t
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from role_templates import render
 
 from ironserve import frontend
 
 REPO = Path(__file__).resolve().parents[1]
 ROLE = REPO / "roles" / "service_frontend"
-ANSIBLE = shutil.which("ansible-playbook", path=str(REPO / ".venv" / "bin")) or shutil.which("ansible-playbook")
-PLAYBOOK = """
-- name: Render the service_frontend role's templates
-  hosts: localhost
-  connection: local
-  gather_facts: false
-  vars_files: [{defaults}, {vars}]
-  tasks:
-    - name: Render each
-      ansible.builtin.template:
-        src: "{templates}/{{{{ item }}}}.j2"
-        dest: "{out}/{{{{ item }}}}"
-        mode: "0644"
-      loop: [haproxy.cfg, keepalived.conf]
-"""
 RECORDS = {
     "gpu01": {"url": "http://192.0.2.11:8000", "health": "http://192.0.2.11:8000/health", "serves_api": True},
     "gpu02": {"url": "http://192.0.2.12:8000", "health": "http://192.0.2.12:8000/health", "serves_api": True},
@@ -39,12 +21,6 @@ RECORDS = {
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory) -> dict[str, str]:
     folder = tmp_path_factory.mktemp("frontend")
-    playbook = folder / "render.yml"
-    playbook.write_text(
-        PLAYBOOK.format(
-            defaults=ROLE / "defaults/main.yml", vars=ROLE / "vars/Debian.yml", templates=ROLE / "templates", out=folder
-        )
-    )
     variables = {
         "service_frontend_address": "192.0.2.100/24",
         "_service_frontend_vip": "192.0.2.100",
@@ -53,16 +29,13 @@ def rendered(tmp_path_factory) -> dict[str, str]:
         "_service_frontend_peers": ["192.0.2.12"],
         "_service_frontend_priority": frontend.priorities(["gpu01", "gpu02"], ["gpu01"])["gpu01"],
         "_service_frontend_backends": frontend.backends(RECORDS),
-        "ansible_python_interpreter": sys.executable,
     }
-    result = subprocess.run(
-        [ANSIBLE, "-i", "localhost,", str(playbook), "-e", json.dumps(variables)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        check=False,
+    render(
+        folder,
+        {ROLE / "templates" / f"{name}.j2": folder / name for name in ("haproxy.cfg", "keepalived.conf")},
+        variables,
+        vars_files=(ROLE / "defaults/main.yml", ROLE / "vars/Debian.yml"),
     )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return {name: (folder / name).read_text() for name in ("haproxy.cfg", "keepalived.conf")}
 
 

@@ -4,34 +4,17 @@ network stage, then read back as YAML. Connects nowhere: the play runs on localh
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from role_templates import ANSIBLE, render
 from shapes import SHAPES, shape_plan
 
 from ironserve import engines, hardware, planner
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO / "roles" / "inference" / "templates" / "compose.yml.j2"
-PLAYBOOK = """
-- name: Render the inference role's compose template
-  hosts: localhost
-  connection: local
-  gather_facts: false
-  tasks:
-    - name: Render it
-      ansible.builtin.template:
-        src: {template}
-        dest: {dest}
-        mode: "0640"
-"""
-ANSIBLE = shutil.which("ansible-playbook", path=str(REPO / ".venv" / "bin")) or shutil.which("ansible-playbook")
 
 
 def _render(tmp_path: Path, plan: dict, rdma: bool, nccl: bool, **deployment) -> dict:
@@ -79,21 +62,9 @@ def render_file(tmp_path: Path, plan: dict, rdma: bool, nccl: bool, **deployment
         "inference_models_dir": "/srv/models",
         "inference_weights_name": "DeepSeek-R1",
         "inference_start_period_seconds": 1800,
-        "ansible_python_interpreter": sys.executable,
     }
     dest = tmp_path / "compose.yml"
-    playbook = tmp_path / "render.yml"
-    playbook.write_text(PLAYBOOK.format(template=TEMPLATE, dest=dest))
-    result = subprocess.run(
-        [ANSIBLE, "-i", "localhost,", str(playbook), "-e", json.dumps(variables)],
-        cwd=REPO,
-        # The repository's own Ansible settings, whatever a caller's environment sets (Molecule's verify does).
-        env={k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "MOLECULE_"))},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    render(tmp_path, {TEMPLATE: dest}, variables)
     return dest
 
 
