@@ -16,7 +16,8 @@ class FilterModule:
     ironserve_netplan, ironserve_network_files, ironserve_roce_v2_gid, ironserve_host_pairs,
     ironserve_bandwidth_floor, ironserve_min_gbits, ironserve_check_report. Front door: ironserve_frontend_problems,
     ironserve_frontend_backends, ironserve_frontend_interface, ironserve_frontend_own_address,
-    ironserve_frontend_priorities, ironserve_frontend_tls_problems.
+    ironserve_frontend_priorities, ironserve_frontend_tls_problems,
+    ironserve_frontend_router_id_problem, ironserve_frontend_firewall.
     """
 
     def filters(self):
@@ -51,4 +52,6 @@ class FilterModule:
             "ironserve_frontend_own_address": frontend.interface_address,
             "ironserve_frontend_priorities": frontend.priorities,
             "ironserve_frontend_tls_problems": frontend.tls_problems,
+            "ironserve_frontend_router_id_problem": frontend.router_id_problem,
+            "ironserve_frontend_firewall": frontend.firewall,
         }

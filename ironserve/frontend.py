@@ -174,3 +174,29 @@ def backends(records: dict[str, dict[str, Any]]) -> dict[str, Any]:
             "kind per front door"
         )
     return {"servers": servers, "health_path": min(paths) if paths else "/health", "problems": found}
+
+
+def router_id_problem(advert: dict[str, Any], router_id: int, interface: str) -> str:
+    """The message for another machine heard announcing this cluster's VRRP router id on the segment."""
+    return (
+        f"service_frontend_vrrp_router_id {router_id} is already in use on {interface}: {advert['source']} announces "
+        f"it (VRRP v{advert['version']}, priority {advert['priority']}); give this cluster a router id no other "
+        "VRRP cluster on the segment uses"
+    )
+
+
+def firewall(
+    backends: dict[str, Any], host: str, peers: list[str], address: str, port: int, failover: bool
+) -> dict[str, Any]:
+    """What the front door's nftables table refuses on ``host``: the API anywhere but on the floating address, this
+    host's engine to anyone but the front doors, VRRP from anyone but the peers. The front doors reach the engines
+    from their own address in the engines' plane, which is their own engine's address (every inference host runs
+    both); loopback is always let through."""
+    own = next((s for s in backends.get("servers", []) if s["name"] == host), None)
+    return {
+        "floating_address": address.split("/")[0],
+        "api_port": port,
+        "engine_port": own["port"] if own else None,
+        "front_doors": sorted({s["address"] for s in backends.get("servers", [])}),
+        "vrrp_peers": sorted(peers) if failover else [],
+    }

@@ -139,3 +139,30 @@ def test_a_site_certificate_must_match_its_unencrypted_key():
     assert "not an unencrypted PEM private key" in frontend.tls_problems(certificate, encrypted)[0]
     assert "not a PEM certificate" in frontend.tls_problems("junk", key)[0]
     assert all(key not in message for message in frontend.tls_problems(certificate, other_key))
+
+
+def test_a_router_id_heard_from_another_machine_names_the_variable_and_who():
+    text = frontend.router_id_problem(
+        {"source": "192.0.2.200", "router_id": 51, "priority": 100, "version": 3}, 51, "eno1"
+    )
+    assert text.startswith("service_frontend_vrrp_router_id 51 is already in use on eno1: 192.0.2.200 announces it")
+
+
+def test_the_firewall_lets_every_front_door_reach_the_engine_and_only_peers_speak_vrrp():
+    backends = frontend.backends(
+        {
+            "gpu01": {"url": "http://192.0.2.11:8000", "serves_api": True},
+            "gpu02": {"url": "http://192.0.2.12:8001", "serves_api": True},
+            "gpu03": {"url": "http://192.0.2.13:8000", "serves_api": False},  # rank 1 of an engine spanning nodes
+        }
+    )
+    rules = frontend.firewall(backends, "gpu02", ["192.0.2.11", "192.0.2.13"], "192.0.2.100/24", 443, True)
+    assert rules == {
+        "floating_address": "192.0.2.100",
+        "api_port": 443,
+        "engine_port": 8001,
+        "front_doors": ["192.0.2.11", "192.0.2.12"],
+        "vrrp_peers": ["192.0.2.11", "192.0.2.13"],
+    }
+    assert frontend.firewall(backends, "gpu03", [], "192.0.2.100/24", 443, False)["engine_port"] is None
+    assert frontend.firewall(backends, "gpu01", ["192.0.2.12"], "192.0.2.100/24", 443, False)["vrrp_peers"] == []

@@ -3,6 +3,9 @@ by Ansible on this machine (local connection, connects nowhere), then read for t
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +20,8 @@ RECORDS = {
     "gpu02": {"url": "http://192.0.2.12:8000", "health": "http://192.0.2.12:8000/health", "serves_api": True},
 }
 
+NAMES = ("haproxy.cfg", "keepalived.conf", "firewall.nft", "ironserve-split-brain.py")
+
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory) -> dict[str, str]:
@@ -29,14 +34,15 @@ def rendered(tmp_path_factory) -> dict[str, str]:
         "_service_frontend_peers": ["192.0.2.12"],
         "_service_frontend_priority": frontend.priorities(["gpu01", "gpu02"], ["gpu01"])["gpu01"],
         "_service_frontend_backends": frontend.backends(RECORDS),
+        "inventory_hostname": "gpu01",
     }
     render(
         folder,
-        {ROLE / "templates" / f"{name}.j2": folder / name for name in ("haproxy.cfg", "keepalived.conf")},
+        {ROLE / "templates" / f"{name}.j2": folder / name for name in NAMES},
         variables,
         vars_files=(ROLE / "defaults/main.yml", ROLE / "vars/Debian.yml"),
     )
-    return {name: (folder / name).read_text() for name in ("haproxy.cfg", "keepalived.conf")}
+    return {name: (folder / name).read_text() for name in NAMES}
 
 
 def _lines(text: str) -> list[str]:
@@ -82,3 +88,35 @@ def test_keepalived_every_node_backup_nopreempt_vrrpv3_unicast(rendered):
     assert peers == ["192.0.2.12"]
     assert "state MASTER" not in lines  # nopreempt works only from BACKUP (keepalived.conf(5))
     assert "vrrp_strict" not in lines  # it forbids unicast peers
+
+
+def test_the_firewall_refuses_only_the_front_doors_planes(rendered):
+    lines = _lines(rendered["firewall.nft"])
+    assert "table inet ironserve_frontend" in lines
+    assert "delete table inet ironserve_frontend" in lines  # replaced as a whole, in one transaction
+    assert "type filter hook input priority filter; policy accept;" in lines  # refusals only
+    assert "elements = { 192.0.2.11, 192.0.2.12 }" in lines  # the front doors, allowed to the engine
+    assert "elements = { 192.0.2.12 }" in lines  # the VRRP peer
+    assert 'tcp dport 443 ip daddr != 192.0.2.100 counter drop comment "api-off-the-floating-address"' in lines
+    assert 'tcp dport 8000 ip saddr != @front_doors counter drop comment "engine-from-elsewhere"' in lines
+    assert 'ip protocol vrrp ip saddr != @vrrp_peers counter drop comment "vrrp-from-elsewhere"' in lines
+    assert "flush ruleset" not in rendered["firewall.nft"]  # a site's own tables stay
+    assert not any(" 22 " in line or "ssh" in line for line in lines if not line.startswith("#"))
+
+
+@pytest.mark.skipif(shutil.which("nft") is None or sys.platform != "linux", reason="needs nftables")
+def test_the_firewall_is_valid_nftables(rendered, tmp_path):
+    path = tmp_path / "firewall.nft"
+    path.write_text(rendered["firewall.nft"])
+    result = subprocess.run(["nft", "-c", "-f", str(path)], capture_output=True, text=True, check=False)
+    if "Operation not permitted" in result.stderr:
+        pytest.skip("nft -c needs CAP_NET_ADMIN")
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_split_brain_check_asks_the_segment_for_the_floating_address(rendered):
+    text = rendered["ironserve-split-brain.py"]
+    compile(text, "ironserve-split-brain.py", "exec")
+    assert 'ADDRESS = "192.0.2.100"' in text
+    assert 'INTERFACE = "eno1"' in text
+    assert '"arping", "-D"' in text

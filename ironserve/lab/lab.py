@@ -23,7 +23,7 @@ from ironserve import paths
 from ironserve.bundle.build import Bundle
 from ironserve.lab import image as base_image
 from ironserve.lab import light, processes, segment, vm
-from ironserve.lab.spec import BUNDLE_GUEST_ADDRESS, LabSpec
+from ironserve.lab.spec import BUNDLE_GUEST_ADDRESS, LabSpec, machine_from_dict
 
 DEFAULT_BOOT_TIMEOUT = 420.0
 LAB_GROUP_VARS = paths.REPO_ROOT / "inventories" / "lab" / "group_vars" / "all.yml"
@@ -316,7 +316,7 @@ def up(
             }
             state["machines"].append(entry)
             if isinstance(plan, light.LightPlan):
-                entry.update(data_peer=plan.data_peer, mgmt_peer=plan.mgmt_peer)
+                entry.update(data_peer=plan.data_peer, mgmt_peer=plan.mgmt_peer, backing_raw=str(plan.backing_raw))
                 state_file(spec.name).write_text(json.dumps(state, indent=2))
                 entry.update(light.start(plan, bridge))
             else:
@@ -363,6 +363,53 @@ def up(
         + ", ".join(f"{m.name} on 127.0.0.1:{m.ssh_port} in {m.boot_seconds} s" for m in machines)
     )
     return state
+
+
+def _light_entry(name: str, machine: str) -> tuple[dict, dict]:
+    state = load_state(name)
+    if state is None:
+        raise LabError(f"no lab named {name}")
+    entry = next((m for m in state["machines"] if m["name"] == machine), None)
+    if entry is None:
+        raise LabError(f"lab {name} has no machine {machine} ({', '.join(m['name'] for m in state['machines'])})")
+    if entry.get("kind") != "light":
+        raise LabError(f"lab {name}: {machine} is a QEMU machine; power cycles are for light machines")
+    return state, entry
+
+
+def power_off(name: str, machine: str, orderly: bool = False) -> None:
+    """Cut a light machine's power (``orderly``: shut it down first, as a reboot does). Its disk stays, and
+    ``power_on`` boots it again with the same identity, addresses and SSH port."""
+    state, entry = _light_entry(name, machine)
+    if orderly:
+        light.stop(entry)
+    else:
+        light.power_off(entry)
+    entry.update(pid=None, leader_pid=None, forward_pid=None)
+    state_file(name).write_text(json.dumps(state, indent=2))
+
+
+def power_on(name: str, machine: str, timeout: float = DEFAULT_BOOT_TIMEOUT) -> float:
+    """Boot a light machine that ``power_off`` stopped; return the seconds until root could log in over SSH."""
+    state, entry = _light_entry(name, machine)
+    if _alive(entry):
+        raise LabError(f"lab {name}: {machine} is running; power it off first")
+    spec_machine = next(m for m in state["spec"]["machines"] if m["name"] == machine)
+    key = Path(state["ssh_key"])
+    plan = light.LightPlan(
+        machine=machine_from_dict(name, spec_machine),
+        folder=Path(entry["folder"]),
+        ssh_port=entry["ssh_port"],
+        data_peer=entry["data_peer"],
+        mgmt_peer=entry["mgmt_peer"],
+        data_mtu=state["spec"]["data_mtu"],
+        public_key=key.with_suffix(".pub").read_text(),
+        backing_raw=Path(entry["backing_raw"]),
+        bundle_port=state["bundle_server_port"],
+    )
+    entry.update(light.start(plan, state["bridge"]))
+    state_file(name).write_text(json.dumps(state, indent=2))
+    return vm.wait_for_ssh(plan, key, entry["pid"], timeout, light.is_ours)
 
 
 def _remove_folder(folder: Path) -> None:

@@ -20,6 +20,7 @@ On these hosts /run is not a tmpfs and no system bus runs: nspawn needs a tmpfs 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -103,7 +104,9 @@ def write_identity(plan: LightPlan) -> None:
     root, machine = plan.root, plan.machine
     (root / "etc/hostname").write_text(machine.name + "\n")
     hosts = root / "etc/hosts"
-    hosts.write_text(hosts.read_text() + f"127.0.1.1 {machine.name}\n")
+    line = f"127.0.1.1 {machine.name}\n"
+    if line not in hosts.read_text():  # written again at each power-on (power_off/start)
+        hosts.write_text(hosts.read_text() + line)
     ssh = root / "root/.ssh"
     ssh.mkdir(mode=0o700, parents=True, exist_ok=True)
     (ssh / "authorized_keys").write_text(plan.public_key)
@@ -205,7 +208,7 @@ def start(plan: LightPlan, data_bridge: str) -> dict:
     _veth(plan.data_peer, inside["data"], plan.machine.data_mac, plan.data_mtu)
     _run("attach the data NIC to the lab bridge", ["ip", "link", "set", plan.data_peer, "master", data_bridge])
     _veth(plan.mgmt_peer, inside["mgmt"], plan.machine.mgmt_mac, 1500)
-    with plan.console_log.open("w") as console:
+    with plan.console_log.open("a") as console:  # appended at each power-on
         nspawn = subprocess.Popen(
             nspawn_argv(plan),
             stdout=console,
@@ -274,6 +277,35 @@ def stop(entry: dict, grace: float = 20.0) -> None:
         if _mounted(mount):
             subprocess.run(["umount", str(mount)], capture_output=True, check=False)
     for peer in (entry.get("data_peer"), entry.get("mgmt_peer")):
+        if peer and Path("/sys/class/net", peer).exists():
+            subprocess.run(["ip", "link", "del", peer], capture_output=True, check=False)
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def power_off(entry: dict, grace: float = 20.0) -> None:
+    """Cut the machine's power (a node dying, not shutting down): SIGKILL to its init, which takes every process
+    of its PID namespace with it, then its network namespace and NICs go. Its disk (the overlay) stays mounted,
+    as a disk stays in a machine, for ``start`` to boot again."""
+    folder = Path(entry["folder"])
+    # The forward helper first: it holds the machine's network namespace, where the kernel would go on answering
+    # ARP for the machine's addresses after every process died.
+    _signal_and_wait(entry.get("forward_pid"), folder, signal.SIGKILL, 5)
+    leader = entry.get("leader_pid")
+    if leader and entry.get("pid") and _parent(leader) == entry["pid"]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(leader, signal.SIGKILL)
+    _signal_and_wait(entry.get("pid"), folder, signal.SIGTERM, grace)
+    # The namespace is freed asynchronously; the veth pairs go with it (the host ends are deleted if they linger).
+    deadline = time.monotonic() + grace
+    for peer in (entry.get("data_peer"), entry.get("mgmt_peer")):
+        while peer and Path("/sys/class/net", peer).exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
         if peer and Path("/sys/class/net", peer).exists():
             subprocess.run(["ip", "link", "del", peer], capture_output=True, check=False)
 
