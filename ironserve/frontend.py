@@ -159,8 +159,11 @@ def backends(records: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The engines the front door balances, from each inference host's record of what it serves
     (/etc/ironserve/inference/ready.json, written by the inference role): only ranks that serve the API (rank 0 of
     an engine spanning nodes). Returns the servers and the one health path they share, or the problems."""
-    servers, paths, found = [], set(), []
+    servers, paths, found, addresses = [], set(), [], set()
     for host, record in records.items():
+        # Every inference host runs a front door, and reaches the engines from its address in their plane: the
+        # one its own record names (a rank that serves no API included).
+        addresses.add(urlsplit(record["url"]).hostname)
         if not record.get("serves_api", True):
             continue
         url, health = urlsplit(record["url"]), urlsplit(record.get("health") or record["url"])
@@ -173,7 +176,12 @@ def backends(records: dict[str, dict[str, Any]]) -> dict[str, Any]:
             f"the engines answer health checks on different paths ({', '.join(sorted(paths))}): one engine "
             "kind per front door"
         )
-    return {"servers": servers, "health_path": min(paths) if paths else "/health", "problems": found}
+    return {
+        "servers": servers,
+        "health_path": min(paths) if paths else "/health",
+        "front_doors": sorted(addresses),
+        "problems": found,
+    }
 
 
 def router_id_problem(advert: dict[str, Any], router_id: int, interface: str) -> str:
@@ -189,14 +197,13 @@ def firewall(
     backends: dict[str, Any], host: str, peers: list[str], address: str, port: int, failover: bool
 ) -> dict[str, Any]:
     """What the front door's nftables table refuses on ``host``: the API anywhere but on the floating address, this
-    host's engine to anyone but the front doors, VRRP from anyone but the peers. The front doors reach the engines
-    from their own address in the engines' plane, which is their own engine's address (every inference host runs
-    both); loopback is always let through."""
+    host's engine to anyone but the front doors (``backends["front_doors"]``), VRRP from anyone but the peers;
+    loopback is always let through."""
     own = next((s for s in backends.get("servers", []) if s["name"] == host), None)
     return {
         "floating_address": address.split("/")[0],
         "api_port": port,
         "engine_port": own["port"] if own else None,
-        "front_doors": sorted({s["address"] for s in backends.get("servers", [])}),
+        "front_doors": backends.get("front_doors", []),
         "vrrp_peers": sorted(peers) if failover else [],
     }

@@ -8,6 +8,7 @@ other clusters. Stdlib only: it runs on the target.
 
 from __future__ import annotations
 
+import ctypes
 import socket
 import struct
 import time
@@ -37,33 +38,54 @@ def parse_advert(packet: bytes) -> dict | None:
     }
 
 
+# Classic BPF run on each IPv4 packet (a SOCK_DGRAM packet socket's filter sees it from the IP header): keep
+# protocol 112, drop the rest in the kernel, so a busy segment costs this process nothing.
+_VRRP_ONLY = ((0x30, 0, 0, 9), (0x15, 0, 1, VRRP_PROTOCOL), (0x06, 0, 0, 0xFFFF), (0x06, 0, 0, 0))
+_SO_ATTACH_FILTER = 26
+_ETH_P_IP = 0x0800
+_PACKET_OUTGOING = 4
+
+
+def _attach_vrrp_filter(sock: socket.socket) -> ctypes.Array:
+    program = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *op) for op in _VRRP_ONLY))
+    sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, struct.pack("HL", len(_VRRP_ONLY), ctypes.addressof(program)))
+    return program  # the kernel copies it; kept alive until then by the caller anyway
+
+
 def listen(interface: str, seconds: float) -> list[dict]:
     """Every distinct (source, router id) advert that reaches ``interface`` within ``seconds``: multicast ones (the
-    group is joined for the time) and unicast ones sent to this host."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, VRRP_PROTOCOL)
+    group is joined for the time) and unicast ones sent to this host. A packet socket, because it sees what
+    arrives before the host's firewall does (the front door's own table drops VRRP from anyone but its peers)."""
+    group = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(_ETH_P_IP))
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())
+        index = socket.if_nametoindex(interface)
         membership = struct.pack(
             "4s4si",
             socket.inet_aton(VRRP_GROUP),
             socket.inet_aton("0.0.0.0"),  # noqa: S104 - no local address: the NIC is named by its index
-            socket.if_nametoindex(interface),
+            index,
         )
-        sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, membership)
+        group.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, membership)
+        _attach_vrrp_filter(sock)
+        sock.bind((interface, _ETH_P_IP))  # Python converts to network order here, not in socket()
         heard: dict[tuple[str, int], dict] = {}
         deadline = time.monotonic() + seconds
         while (left := deadline - time.monotonic()) > 0:
             sock.settimeout(left)
             try:
-                packet = sock.recv(65535)
+                packet, where = sock.recvfrom(65535)
             except TimeoutError:
                 break
+            if where[2] == _PACKET_OUTGOING:
+                continue  # this host's own adverts
             advert = parse_advert(packet)
             if advert is not None:
                 heard.setdefault((advert["source"], advert["router_id"]), advert)
         return sorted(heard.values(), key=lambda a: (a["router_id"], a["source"]))
     finally:
         sock.close()
+        group.close()
 
 
 def same_router_id(adverts: list[dict], router_id: int, own_addresses: list[str]) -> list[dict]:

@@ -161,7 +161,7 @@ def test_the_firewall_lets_every_front_door_reach_the_engine_and_only_peers_spea
         "floating_address": "192.0.2.100",
         "api_port": 443,
         "engine_port": 8001,
-        "front_doors": ["192.0.2.11", "192.0.2.12"],
+        "front_doors": ["192.0.2.11", "192.0.2.12", "192.0.2.13"],  # gpu03's front door too
         "vrrp_peers": ["192.0.2.11", "192.0.2.13"],
     }
     assert frontend.firewall(backends, "gpu03", [], "192.0.2.100/24", 443, False)["engine_port"] is None

@@ -122,7 +122,8 @@ def _start(name: str, needs: Needs, env: dict[str, str]) -> Running:
         process = subprocess.Popen(
             [str(Path(sys.executable).parent / "molecule"), "test", "-s", name],
             cwd=REPO,
-            env=env,
+            # A scenario's own tests may read what its run printed (the frontend scenario scans it for secrets).
+            env={**env, "IRONSERVE_BENCH_LOG": str(log)},
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
