@@ -59,11 +59,12 @@ def interface_in_subnet(facts: dict[str, Any], address: str) -> str:
     return next((name for name in facts.get("interfaces", []) if interface_address(facts, name, address)), "")
 
 
-def problems(settings: dict[str, Any], hosts: list[str], facts: dict[str, Any]) -> list[str]:
+def problems(settings: dict[str, Any], hosts: list[str], facts: dict[str, Any] | None) -> list[str]:
     """Every reason the front door cannot be set up from these settings on this host, each naming its variable.
 
     ``settings``: the role's variables (service_frontend_*); ``hosts``: the inference hosts the front door balances
-    and fails over across; ``facts``: this host's Ansible facts (its interfaces)."""
+    and fails over across; ``facts``: this host's Ansible facts (its interfaces), or None before the networks are
+    up (preflight), which leaves out what only the host's interfaces can tell."""
     found = []
     address = settings.get("service_frontend_address") or ""
     try:
@@ -80,6 +81,8 @@ def problems(settings: dict[str, Any], hosts: list[str], facts: dict[str, Any]) 
         floating.network.broadcast_address,
     ):
         found.append(f"service_frontend_address {address} is its subnet's network or broadcast address")
+    elif facts is None:
+        pass
     elif settings.get("service_frontend_interface"):
         name = settings["service_frontend_interface"]
         if name not in facts.get("interfaces", []):
