@@ -1,6 +1,6 @@
 """Another cluster on the segment: VRRPv3 adverts with a given router id to VRRP's multicast group, as keepalived
-in its default (multicast) mode sends them. Run as root inside a network namespace:
-``python3 vrrp_sender.py INTERFACE ROUTER_ID SECONDS [ADDRESS]``."""
+in its default (multicast) mode sends them, or to one address, as in unicast mode. Run as root inside a network
+namespace: ``python3 vrrp_sender.py INTERFACE ROUTER_ID SECONDS [DESTINATION]``."""
 
 from __future__ import annotations
 
@@ -18,13 +18,13 @@ def advert(router_id: int, priority: int = 100, address: str = "10.0.0.1") -> by
     return struct.pack("!BBBBHH", 0x31, router_id, priority, 1, 100, 0) + socket.inet_aton(address)
 
 
-def send(interface: str, router_id: int, seconds: float, address: str = "10.0.0.1") -> int:
+def send(interface: str, router_id: int, seconds: float, destination: str = GROUP) -> int:
     sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())
     sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 255)
     sent, deadline = 0, time.monotonic() + seconds
     while time.monotonic() < deadline:
-        sock.sendto(advert(router_id, address=address), (GROUP, 0))
+        sock.sendto(advert(router_id), (destination, 0))
         sent += 1
         time.sleep(0.25)
     return sent

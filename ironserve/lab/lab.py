@@ -377,16 +377,19 @@ def _light_entry(name: str, machine: str) -> tuple[dict, dict]:
     return state, entry
 
 
-def power_off(name: str, machine: str, orderly: bool = False) -> None:
+def power_off(name: str, machine: str, orderly: bool = False) -> float:
     """Cut a light machine's power (``orderly``: shut it down first, as a reboot does). Its disk stays, and
-    ``power_on`` boots it again with the same identity, addresses and SSH port."""
+    ``power_on`` boots it again with the same identity, addresses and SSH port. Returns when the machine was told
+    (time.time(): the kill, or the shutdown's start), for a caller measuring what followed."""
     state, entry = _light_entry(name, machine)
     if orderly:
+        told = time.time()
         light.stop(entry)
     else:
-        light.power_off(entry)
+        told = light.power_off(entry)
     entry.update(pid=None, leader_pid=None, forward_pid=None)
     state_file(name).write_text(json.dumps(state, indent=2))
+    return told
 
 
 def power_on(name: str, machine: str, timeout: float = DEFAULT_BOOT_TIMEOUT) -> float:

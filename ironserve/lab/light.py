@@ -288,18 +288,20 @@ def _parent(pid: int) -> int | None:
         return None
 
 
-def power_off(entry: dict, grace: float = 20.0) -> None:
+def power_off(entry: dict, grace: float = 20.0) -> float:
     """Cut the machine's power (a node dying, not shutting down): SIGKILL to its init, which takes every process
     of its PID namespace with it, then its network namespace and NICs go. Its disk (the overlay) stays mounted,
-    as a disk stays in a machine, for ``start`` to boot again."""
+    as a disk stays in a machine, for ``start`` to boot again. Returns when the kill was sent (time.time())."""
     folder = Path(entry["folder"])
     # The forward helper first: it holds the machine's network namespace, where the kernel would go on answering
     # ARP for the machine's addresses after every process died.
     _signal_and_wait(entry.get("forward_pid"), folder, signal.SIGKILL, 5)
     leader = entry.get("leader_pid")
-    if leader and entry.get("pid") and _parent(leader) == entry["pid"]:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(leader, signal.SIGKILL)
+    if not (leader and entry.get("pid") and _parent(leader) == entry["pid"]):
+        raise LightError(f"{entry['name']}: its init (pid {leader}) is not nspawn's child (pid {entry.get('pid')})")
+    killed = time.time()
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(leader, signal.SIGKILL)
     _signal_and_wait(entry.get("pid"), folder, signal.SIGTERM, grace)
     # The namespace is freed asynchronously; the veth pairs go with it (the host ends are deleted if they linger).
     deadline = time.monotonic() + grace
@@ -308,6 +310,7 @@ def power_off(entry: dict, grace: float = 20.0) -> None:
             time.sleep(0.1)
         if peer and Path("/sys/class/net", peer).exists():
             subprocess.run(["ip", "link", "del", peer], capture_output=True, check=False)
+    return killed
 
 
 def lab_mounts(scope: Path) -> list[str]:
