@@ -55,7 +55,8 @@ def test_haproxy_serves_tls_on_the_floating_address_and_balances_every_engine(re
     assert "server gpu01 192.0.2.11:8000" in lines
     assert "server gpu02 192.0.2.12:8000" in lines
     assert "http-check send meth GET uri /health ver HTTP/1.1 hdr Host 192.0.2.100" in lines
-    assert "default-server check inter 1000ms fall 2 rise 2 on-marked-down shutdown-sessions" in lines
+    assert "default-server check inter 1000ms fall 2 rise 2" in lines
+    assert "option srvtcpka" in lines
     assert "timeout connect 500ms" in lines
 
 

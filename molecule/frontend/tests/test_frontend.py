@@ -177,6 +177,7 @@ def _trial(client: str) -> dict:
     master = _holders()
     assert len(master) == 1, master
     other = next(name for name in NAMES if name != master[0])
+    assert (_vrrp_state(master[0]), _vrrp_state(other)) == ("MASTER", "BACKUP")
     loop = _start_loop(client, 12.0)
     time.sleep(2)
     try:
@@ -192,6 +193,10 @@ def _trial(client: str) -> dict:
     # The node comes back as BACKUP and the address stays where it went (nopreempt).
     _until(lambda: _vrrp_state(master[0]) == "BACKUP", 60, f"{master[0]} did not come back as BACKUP")
     assert _holders() == [other]
+    print(
+        f"\n  {master[0]} cut: "
+        + "; ".join(f"{r['started'] - cut:+.2f}..{r['ended'] - cut:+.2f} {r['result'][:40]}" for r in after[:6])
+    )
     return {
         "from": master[0],
         "to": other,
