@@ -166,7 +166,13 @@ def backends(records: dict[str, dict[str, Any]]) -> dict[str, Any]:
     for host, record in records.items():
         # Every inference host runs a front door, and reaches the engines from its address in their plane: the
         # one its own record names (a rank that serves no API included).
-        addresses.add(urlsplit(record["url"]).hostname)
+        address = urlsplit(record["url"]).hostname or ""
+        if ":" in address:
+            found.append(
+                f"{host}'s engine listens on {address}: the front door (its health checks and its firewall) takes "
+                "IPv4 engine addresses; give inference_bind_address an IPv4 address"
+            )
+        addresses.add(address)
         if not record.get("serves_api", True):
             continue
         url, health = urlsplit(record["url"]), urlsplit(record.get("health") or record["url"])

@@ -8,8 +8,9 @@ DOCUMENTATION = r"""
 module: ironserve_vrrp_listen
 short_description: List the VRRP adverts a NIC hears for a few seconds
 description:
-  - Opens a raw socket for IP protocol 112 on O(interface), joins VRRP's multicast group 224.0.0.18 for the time,
-    and returns every distinct advert (source, router id, priority, version) heard within O(seconds).
+  - Opens a packet socket on O(interface) with a kernel filter that keeps IP protocol 112 (so it hears adverts the
+    host's firewall would drop), joins VRRP's multicast group 224.0.0.18 for the time, and returns every distinct
+    advert (source, router id, priority, version) heard within O(seconds).
   - Unicast adverts between two other machines cross a switch without reaching this host and are not heard.
   - Reads only; runs the same in check mode.
 version_added: "0.1.0"

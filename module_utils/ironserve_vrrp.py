@@ -49,7 +49,7 @@ _PACKET_OUTGOING = 4
 def _attach_vrrp_filter(sock: socket.socket) -> ctypes.Array:
     program = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *op) for op in _VRRP_ONLY))
     sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, struct.pack("HL", len(_VRRP_ONLY), ctypes.addressof(program)))
-    return program  # the kernel copies it; kept alive until then by the caller anyway
+    return program
 
 
 def listen(interface: str, seconds: float) -> list[dict]:
@@ -77,8 +77,8 @@ def listen(interface: str, seconds: float) -> list[dict]:
                 packet, where = sock.recvfrom(65535)
             except TimeoutError:
                 break
-            if where[2] == _PACKET_OUTGOING:
-                continue  # this host's own adverts
+            if where[0] != interface or where[2] == _PACKET_OUTGOING:
+                continue  # another NIC's, before the bind took effect; or this host's own adverts
             advert = parse_advert(packet)
             if advert is not None:
                 heard.setdefault((advert["source"], advert["router_id"]), advert)

@@ -92,7 +92,20 @@ def test_adverts_from_another_namespace_are_heard():
             text=True,
             env={**os.environ, "PYTHONPATH": str(MODULE_UTILS)},
         )
-        run("ip", "netns", "exec", sender, sys.executable, str(TESTS / "vrrp_sender.py"), "vrs0", "77", "2")
+        # The listener's own host sends too (its outgoing adverts are not another cluster's), and the sender also
+        # speaks another protocol (a busy segment): neither may show up.
+        run("ip", "netns", "exec", listener, sys.executable, str(TESTS / "vrrp_sender.py"), "vrl0", "51", "0.6")
+        run(
+            "ip",
+            "netns",
+            "exec",
+            sender,
+            sys.executable,
+            "-c",
+            "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+            "[s.sendto(bytes(40), ('10.96.7.1', 9)) for _ in range(5)]",
+        )
+        run("ip", "netns", "exec", sender, sys.executable, str(TESTS / "vrrp_sender.py"), "vrs0", "77", "1.4")
         out, _ = heard.communicate(timeout=30)
         assert heard.returncode == 0
         assert [(a["source"], a["router_id"], a["destination"]) for a in json.loads(out)] == [

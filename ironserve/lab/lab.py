@@ -397,6 +397,8 @@ def power_on(name: str, machine: str, timeout: float = DEFAULT_BOOT_TIMEOUT) -> 
     state, entry = _light_entry(name, machine)
     if _alive(entry):
         raise LabError(f"lab {name}: {machine} is running; power it off first")
+    if "backing_raw" not in entry:
+        raise LabError(f"lab {name} was made by an older ironserve that cannot power machines on: take it down and up")
     spec_machine = next(m for m in state["spec"]["machines"] if m["name"] == machine)
     key = Path(state["ssh_key"])
     plan = light.LightPlan(

@@ -293,12 +293,12 @@ def power_off(entry: dict, grace: float = 20.0) -> float:
     of its PID namespace with it, then its network namespace and NICs go. Its disk (the overlay) stays mounted,
     as a disk stays in a machine, for ``start`` to boot again. Returns when the kill was sent (time.time())."""
     folder = Path(entry["folder"])
-    # The forward helper first: it holds the machine's network namespace, where the kernel would go on answering
-    # ARP for the machine's addresses after every process died.
-    _signal_and_wait(entry.get("forward_pid"), folder, signal.SIGKILL, 5)
     leader = entry.get("leader_pid")
     if not (leader and entry.get("pid") and _parent(leader) == entry["pid"]):
         raise LightError(f"{entry['name']}: its init (pid {leader}) is not nspawn's child (pid {entry.get('pid')})")
+    # The forward helper first: it holds the machine's network namespace, where the kernel would go on answering
+    # ARP for the machine's addresses after every process died.
+    _signal_and_wait(entry.get("forward_pid"), folder, signal.SIGKILL, 5)
     killed = time.time()
     with contextlib.suppress(ProcessLookupError):
         os.kill(leader, signal.SIGKILL)
