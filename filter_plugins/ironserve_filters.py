@@ -11,7 +11,8 @@ class FilterModule:
     GPU stack: ironserve_driver_plan, ironserve_cuda_toolkit_for, ironserve_driver_version_changes,
     ironserve_smi_mismatches, ironserve_gpu_stacks. Inference: ironserve_model_plan, ironserve_engine_deployment.
     Storage: ironserve_md_detail, ironserve_plan_array, ironserve_pvs.
-    ironserve_address_of_mac. Preflight and reports: ironserve_preflight_problems, ironserve_hw_markdown. Networks:
+    ironserve_address_of_mac, ironserve_subnet_of_address. Preflight and reports: ironserve_preflight_problems,
+    ironserve_hw_markdown. Networks:
     ironserve_network_problems, ironserve_network_declaration, ironserve_data_address, ironserve_networkd,
     ironserve_netplan, ironserve_network_files, ironserve_roce_v2_gid, ironserve_host_pairs,
     ironserve_bandwidth_floor, ironserve_min_gbits, ironserve_check_report. Front door: ironserve_frontend_problems,
@@ -35,6 +36,7 @@ class FilterModule:
             "ironserve_model_plan": planner.plan_for_host,
             "ironserve_engine_deployment": engines.deployment,
             "ironserve_address_of_mac": network.address_of_mac,
+            "ironserve_subnet_of_address": network.subnet_of_address,
             "ironserve_network_problems": network.plan_problems,
             "ironserve_network_declaration": network.declaration,
             "ironserve_data_address": network.data_address,

@@ -7,6 +7,7 @@ MTU ranges, and the systemd-networkd and netplan renderings of one interface (pl
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Any
 
@@ -485,6 +486,17 @@ def check_report(
             f"RDMA {pair['client']} -> {pair['server']} ({hosts[pair['server']]['ip']}): {reason}"
         )
     return report
+
+
+def subnet_of_address(facts: dict[str, Any], address: str) -> str:
+    """The subnet (CIDR) of the interface that carries IPv4 ``address`` in Ansible's facts, or "" when no interface
+    has it: the network a service bound to that address is meant for."""
+    for name in facts.get("interfaces", []):
+        entry = facts.get(name.replace("-", "_")) or {}
+        for candidate in [entry.get("ipv4") or {}, *(entry.get("ipv4_secondaries") or [])]:
+            if address and candidate.get("address") == address and candidate.get("prefix"):
+                return str(ipaddress.ip_interface(f"{address}/{candidate['prefix']}").network)
+    return ""
 
 
 def address_of_mac(facts: dict[str, Any], mac: str) -> str:

@@ -21,6 +21,9 @@ from pathlib import Path
 import pytest
 import testinfra
 
+sys.path.insert(0, str(Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"]).parents[1] / "tests"))
+from lab_client import client_namespace, connect, nic, run_python
+
 from ironserve.lab import lab as labs
 from ironserve.lab.segment import interface_names
 from ironserve.lab.verify import ansible_playbook
@@ -31,7 +34,7 @@ CA = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "artifacts" / "frontend"
 LOOP = Path(__file__).with_name("client_loop.py")
 NAMES = ["front-a", "front-b"]
 LAB = f"mol-{os.environ['MOLECULE_SCENARIO_NAME']}"
-BRIDGE, PEERS = interface_names(LAB, NAMES)
+BRIDGE, _ = interface_names(LAB, NAMES)
 HOSTS = {name: testinfra.get_host(f"ansible://{name}?ansible_inventory={INVENTORY}") for name in NAMES}
 VIP = HOSTS["front-a"].ansible.get_variables()["service_frontend_address"].split("/")[0]
 CLIENT_ADDRESS = "10.97.0.200/24"
@@ -40,27 +43,11 @@ PLAYBOOK = SCENARIO.parent.parent / "playbooks/frontend.yml"
 SENDER = SCENARIO.parent.parent / "tests/vrrp_sender.py"
 
 
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
-
-
 @pytest.fixture(scope="module")
 def client():
     """A namespace on the service segment with one address in its subnet; removed at the end."""
-    tag = os.getpid() % 100000
-    namespace, outside, inside = f"ironserve-client-{tag}", f"ifcl{tag}h", f"ifcl{tag}n"
-    _ip("netns", "add", namespace)
-    try:
-        _ip("link", "add", outside, "type", "veth", "peer", "name", inside)
-        _ip("link", "set", inside, "netns", namespace)
-        _ip("link", "set", outside, "master", BRIDGE, "up")
-        _ip("-n", namespace, "addr", "add", CLIENT_ADDRESS, "dev", inside)
-        _ip("-n", namespace, "link", "set", inside, "up")
-        _ip("-n", namespace, "link", "set", "lo", "up")
+    with client_namespace(BRIDGE, CLIENT_ADDRESS) as namespace:
         yield namespace
-    finally:
-        subprocess.run(["ip", "link", "del", outside], capture_output=True, check=False)
-        subprocess.run(["ip", "netns", "del", namespace], capture_output=True, check=False)
 
 
 def _api_key() -> str:
@@ -78,14 +65,6 @@ def _results(loop: subprocess.Popen) -> list[dict]:
     out, err = loop.communicate(timeout=600)
     assert loop.returncode == 0, err
     return [json.loads(line) for line in out.splitlines()]
-
-
-def _in_namespace(namespace: str, script: str) -> str:
-    result = subprocess.run(
-        ["ip", "netns", "exec", namespace, sys.executable, "-c", script], capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
 
 
 def _holders() -> list[str]:
@@ -129,7 +108,7 @@ def test_a_completion_over_tls_verified_against_the_site_ca(client):
     results = _results(_start_loop(client, 1.0))
     assert results, "the client sent nothing"
     assert {r["result"] for r in results} == {"200"}, results
-    subject = _in_namespace(
+    subject = run_python(
         client,
         "import socket, ssl\n"
         f"context = ssl.create_default_context(cafile={str(CA)!r})\n"
@@ -143,7 +122,7 @@ def test_a_completion_over_tls_verified_against_the_site_ca(client):
 def test_without_the_key_with_a_wrong_key_and_over_plain_http_refused(client):
     assert {r["result"] for r in _results(_start_loop(client, 0.5, key=""))} == {"401"}
     assert {r["result"] for r in _results(_start_loop(client, 0.5, key="is-wrong"))} == {"401"}
-    plain = _in_namespace(
+    plain = run_python(
         client,
         "import http.client\n"
         "for port in (443, 80):\n"
@@ -302,19 +281,6 @@ def test_vrrp_blocked_both_claim_the_address_and_the_split_brain_is_reported():
     _until(_both_engines_up, 30, "the front door did not see both engines up again")
 
 
-def _connect(namespace: str, address: str, port: int) -> str:
-    """What a TCP connection from the client gets: 'open', 'refused' (a reset: nothing listens) or 'timeout' (the
-    packet was dropped on the way, as the firewall drops it)."""
-    return _in_namespace(
-        namespace,
-        "import socket\n"
-        "try:\n"
-        f"    socket.create_connection(({address!r}, {port}), timeout=3).close(); print('open')\n"
-        "except ConnectionRefusedError:\n    print('refused')\n"
-        "except TimeoutError:\n    print('timeout')",
-    )
-
-
 def _counter(name: str, comment: str) -> int:
     table = HOSTS[name].check_output("nft list table inet ironserve_frontend")
     line = next(line for line in table.splitlines() if f'comment "{comment}"' in line and " ip " in line)
@@ -329,31 +295,27 @@ def test_each_plane_refuses_the_client(client):
         assert "open" in other.check_output(
             f"python3 -c \"import socket; socket.create_connection(('{own}', 8000), timeout=3); print('open')\""
         )
-        assert _connect(client, own, 8000) == "timeout", name
+        assert connect(client, own, 8000) == "timeout", name
         # The API only on the floating address: the node's own address is dropped, not answered with a reset.
-        assert _connect(client, own, 443) == "timeout", name
+        assert connect(client, own, 443) == "timeout", name
         # VRRP from the client, unicast to the node (a multicast advert for a group it has not joined is dropped
         # before any firewall): counted and dropped by the front door's table.
         before = _counter(name, "vrrp-from-elsewhere")
         subprocess.run(
-            ["ip", "netns", "exec", client, sys.executable, str(SENDER), _client_nic(client), "200", "1", own],
+            ["ip", "netns", "exec", client, sys.executable, str(SENDER), nic(client), "200", "1", own],
             check=True,
             capture_output=True,
             timeout=30,
         )
         assert _counter(name, "vrrp-from-elsewhere") > before, name
-    assert _connect(client, VIP, 443) == "open"
-
-
-def _client_nic(namespace: str) -> str:
-    return namespace.replace("ironserve-client-", "ifcl") + "n"
+    assert connect(client, VIP, 443) == "open"
 
 
 def test_another_cluster_with_our_router_id_on_the_segment_is_refused_before_any_change(client):
     digests = {name: host.check_output("sha256sum /etc/keepalived/keepalived.conf") for name, host in HOSTS.items()}
     router_id = HOSTS["front-a"].ansible.get_variables().get("service_frontend_vrrp_router_id", 51)
     sender = subprocess.Popen(
-        ["ip", "netns", "exec", client, sys.executable, str(SENDER), _client_nic(client), str(router_id), "90"],
+        ["ip", "netns", "exec", client, sys.executable, str(SENDER), nic(client), str(router_id), "90"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

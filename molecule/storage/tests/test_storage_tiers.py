@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 import yaml
 from testinfra.utils.ansible_runner import AnsibleRunner
 
+from ironserve.lab import lab as labs
 from ironserve.lab.verify import ansible_module, ansible_playbook, role_playbook
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
@@ -25,6 +27,10 @@ HDD_IDS = [f"/dev/disk/by-id/scsi-0QEMU_QEMU_HARDDISK_{d['serial']}" for d in PL
 KEEP_ID = HDD_IDS[-1]
 HEALTH = "/usr/local/sbin/ironserve-md-health"
 RCLONE = "RCLONE_CONFIG=/etc/ironserve/rclone.conf /usr/local/bin/rclone"
+LAB = f"mol-{os.environ['MOLECULE_SCENARIO_NAME']}"
+# The data segment (the lab bridge), for the test that reaches S3 from outside the management network.
+DATA_SEGMENT_ADDRESS = "10.96.9.11/24"
+CLIENT_ADDRESS = "10.96.9.200/24"
 
 testinfra_hosts = AnsibleRunner(INVENTORY).get_hosts("all")
 
@@ -146,6 +152,35 @@ def test_seaweedfs_runs_as_its_own_user_bound_to_the_management_address(host):
     assert binary.sha256sum == "8dc07b173ff9ad6068a601213174f6009cf7e66684e88d87f0fa20da3dbff876"
 
 
+def test_s3_is_refused_from_outside_the_management_network(host):
+    """A client on the data segment that routes the management address through the machine's data NIC (the host
+    accepts packets for any of its addresses on any NIC): dropped by the cold tier's table; without the table, as a
+    control, it gets through."""
+    sys.path.insert(0, str(SCENARIO.parents[1] / "tests"))
+    from lab_client import client_namespace, connect
+
+    state = labs.load_state(LAB)
+    data_mac = next(m["data_mac"] for m in state["machines"] if m["name"] == PLATFORM["name"])
+    data_nic = next(
+        line.split(":")[1].strip() for line in host.check_output("ip -o link show").splitlines() if data_mac in line
+    )
+    address = _mgmt_address(host)
+    host.check_output(f"ip addr add {DATA_SEGMENT_ADDRESS} dev {data_nic} && ip link set {data_nic} up")
+    try:
+        gateway = DATA_SEGMENT_ADDRESS.split("/")[0]
+        with client_namespace(state["bridge"], CLIENT_ADDRESS, {f"{address}/32": gateway}) as client:
+            assert connect(client, address, 8333) == "timeout"
+            assert connect(client, address, 9333) == "timeout"
+            host.check_output("nft delete table inet ironserve_cold_tier")
+            try:
+                assert connect(client, address, 8333) == "open"  # the control: it is the table that refuses
+            finally:
+                host.check_output("systemctl restart ironserve-cold-tier-firewall.service")
+            assert connect(client, address, 8333) == "timeout"
+    finally:
+        host.run(f"ip addr del {DATA_SEGMENT_ADDRESS} dev {data_nic}")
+
+
 def test_s3_keys_are_generated_private_and_never_logged(host, tmp_path):
     credentials = host.file("/etc/ironserve/s3-credentials.json")
     assert (credentials.user, credentials.mode) == ("root", 0o600)
@@ -256,6 +291,7 @@ def test_after_a_reboot_arrays_mounts_and_s3_come_back(host):
         assert _detail(host, name)["MD_LEVEL"] == level
     assert host.mount_point("/srv/models").exists
     assert host.mount_point("/srv/warm").exists
+    assert "table inet ironserve_cold_tier" in host.check_output("nft list tables")
     deadline = time.monotonic() + 120
     while host.run(f"{RCLONE} lsjson cold: --dirs-only").rc != 0:
         assert time.monotonic() < deadline, "S3 did not answer within 120 s of the reboot"
