@@ -12,6 +12,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlsplit
 
+from ironserve import network
+
 # keepalived's master-down timer is this many advert intervals plus a skew (RFC 5798; keepalived's default).
 DOWN_ADVERTS = 3
 # VRRPv3 carries the advert interval in centiseconds, from 0.01 to 40.95 s; v2 only takes whole seconds.
@@ -46,8 +48,7 @@ def interface_address(facts: dict[str, Any], interface: str, address: str) -> st
         floating = ipaddress.ip_interface(address)
     except ValueError:
         return ""
-    entry = facts.get(interface.replace("-", "_")) or {}
-    for candidate in [entry.get("ipv4") or {}, *(entry.get("ipv4_secondaries") or [])]:
+    for candidate in network.ipv4_entries(facts, interface):
         own = candidate.get("address")
         if own and own != str(floating.ip) and ipaddress.ip_address(own) in floating.network:
             return own

@@ -488,12 +488,18 @@ def check_report(
     return report
 
 
+def ipv4_entries(facts: dict[str, Any], interface: str) -> list[dict[str, Any]]:
+    """Every IPv4 address of ``interface`` in Ansible's facts (its primary, then its secondaries), each as the facts
+    give it ({address, prefix, ...})."""
+    entry = facts.get(interface.replace("-", "_")) or {}
+    return [candidate for candidate in [entry.get("ipv4"), *(entry.get("ipv4_secondaries") or [])] if candidate]
+
+
 def subnet_of_address(facts: dict[str, Any], address: str) -> str:
     """The subnet (CIDR) of the interface that carries IPv4 ``address`` in Ansible's facts, or "" when no interface
     has it: the network a service bound to that address is meant for."""
     for name in facts.get("interfaces", []):
-        entry = facts.get(name.replace("-", "_")) or {}
-        for candidate in [entry.get("ipv4") or {}, *(entry.get("ipv4_secondaries") or [])]:
+        for candidate in ipv4_entries(facts, name):
             if address and candidate.get("address") == address and candidate.get("prefix"):
                 return str(ipaddress.ip_interface(f"{address}/{candidate['prefix']}").network)
     return ""

@@ -4,13 +4,12 @@ run by Ansible on this machine (local connection, connects nowhere), every probl
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from datetime import UTC
 from pathlib import Path
 
-from role_templates import ANSIBLE, REPO
+from role_templates import run_playbook
 
 CERTIFICATE = "-----BEGIN CERTIFICATE-----\nnot-a-real-one\n-----END CERTIFICATE-----\n"
 PLAY = """
@@ -31,15 +30,7 @@ def _preflight(tmp_path: Path, variables: dict, *options: str) -> subprocess.Com
     (tmp_path / "hosts.yml").write_text(
         json.dumps({"inference_servers": {"hosts": {"localhost": {"ansible_python_interpreter": sys.executable}}}})
     )
-    return subprocess.run(
-        [ANSIBLE, "-i", str(tmp_path / "hosts.yml"), str(tmp_path / "play.yml"), "-e", json.dumps(variables), *options],
-        cwd=REPO,
-        env={k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "MOLECULE_"))},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_playbook(tmp_path / "play.yml", str(tmp_path / "hosts.yml"), variables, *options)
 
 
 def test_every_problem_is_listed_with_its_variable(tmp_path):

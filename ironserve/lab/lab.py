@@ -23,7 +23,7 @@ from ironserve import paths
 from ironserve.bundle.build import Bundle
 from ironserve.lab import image as base_image
 from ironserve.lab import light, processes, segment, vm
-from ironserve.lab.spec import BUNDLE_GUEST_ADDRESS, LabSpec, machine_from_dict
+from ironserve.lab.spec import BUNDLE_GUEST_ADDRESS, LabSpec, lab_from_dict
 
 DEFAULT_BOOT_TIMEOUT = 420.0
 LAB_GROUP_VARS = paths.REPO_ROOT / "inventories" / "lab" / "group_vars" / "all.yml"
@@ -215,9 +215,20 @@ def _backings(spec: LabSpec, image: base_image.BaseImage, bundle: Bundle | None,
     return backings
 
 
-def _plan(machine, folder: Path, tap: str, spec: LabSpec, public_key: str, forwarder, backing: Path, state: dict):
-    """How one machine starts: a QEMU machine, or a light one (its disk as raw, its NICs as veth pairs)."""
-    ssh_port = machine.ssh_port or free_port()
+def _plan(
+    machine,
+    folder: Path,
+    tap: str,
+    spec: LabSpec,
+    public_key: str,
+    forwarder,
+    backing: Path,
+    state: dict,
+    ssh_port: int | None = None,
+):
+    """How one machine starts: a QEMU machine, or a light one (its disk as raw, its NICs as veth pairs).
+    ``ssh_port``: the port it had, when it starts again."""
+    ssh_port = ssh_port or machine.ssh_port or free_port()
     if machine.kind == "light":
         return light.LightPlan(
             machine=machine,
@@ -316,7 +327,9 @@ def up(
             }
             state["machines"].append(entry)
             if isinstance(plan, light.LightPlan):
-                entry.update(data_peer=plan.data_peer, mgmt_peer=plan.mgmt_peer, backing_raw=str(plan.backing_raw))
+                entry.update(
+                    data_peer=plan.data_peer, mgmt_peer=plan.mgmt_peer, backing=str(backings[plan.machine.name])
+                )
                 state_file(spec.name).write_text(json.dumps(state, indent=2))
                 entry.update(light.start(plan, bridge))
             else:
@@ -397,20 +410,20 @@ def power_on(name: str, machine: str, timeout: float = DEFAULT_BOOT_TIMEOUT) -> 
     state, entry = _light_entry(name, machine)
     if _alive(entry):
         raise LabError(f"lab {name}: {machine} is running; power it off first")
-    if "backing_raw" not in entry:
+    if "backing" not in entry:
         raise LabError(f"lab {name} was made by an older ironserve that cannot power machines on: take it down and up")
-    spec_machine = next(m for m in state["spec"]["machines"] if m["name"] == machine)
+    spec = lab_from_dict(state["spec"])
     key = Path(state["ssh_key"])
-    plan = light.LightPlan(
-        machine=machine_from_dict(name, spec_machine),
-        folder=Path(entry["folder"]),
+    plan = _plan(
+        next(m for m in spec.machines if m.name == machine),
+        Path(entry["folder"]),
+        entry["data_peer"],
+        spec,
+        key.with_suffix(".pub").read_text(),
+        None,
+        Path(entry["backing"]),
+        state,
         ssh_port=entry["ssh_port"],
-        data_peer=entry["data_peer"],
-        mgmt_peer=entry["mgmt_peer"],
-        data_mtu=state["spec"]["data_mtu"],
-        public_key=key.with_suffix(".pub").read_text(),
-        backing_raw=Path(entry["backing_raw"]),
-        bundle_port=state["bundle_server_port"],
     )
     entry.update(light.start(plan, state["bridge"]))
     state_file(name).write_text(json.dumps(state, indent=2))

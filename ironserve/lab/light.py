@@ -276,7 +276,16 @@ def stop(entry: dict, grace: float = 20.0) -> None:
     for mount in (folder / "root", folder / "lower"):
         if _mounted(mount):
             subprocess.run(["umount", str(mount)], capture_output=True, check=False)
+    _remove_peers(entry, wait=0.0)
+
+
+def _remove_peers(entry: dict, wait: float) -> None:
+    """Delete the host ends of the machine's veth pairs, after up to ``wait`` seconds for them to go by themselves
+    (they do when the machine's network namespace is freed, which the kernel does asynchronously)."""
+    deadline = time.monotonic() + wait
     for peer in (entry.get("data_peer"), entry.get("mgmt_peer")):
+        while peer and Path("/sys/class/net", peer).exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
         if peer and Path("/sys/class/net", peer).exists():
             subprocess.run(["ip", "link", "del", peer], capture_output=True, check=False)
 
@@ -303,13 +312,7 @@ def power_off(entry: dict, grace: float = 20.0) -> float:
     with contextlib.suppress(ProcessLookupError):
         os.kill(leader, signal.SIGKILL)
     _signal_and_wait(entry.get("pid"), folder, signal.SIGTERM, grace)
-    # The namespace is freed asynchronously; the veth pairs go with it (the host ends are deleted if they linger).
-    deadline = time.monotonic() + grace
-    for peer in (entry.get("data_peer"), entry.get("mgmt_peer")):
-        while peer and Path("/sys/class/net", peer).exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if peer and Path("/sys/class/net", peer).exists():
-            subprocess.run(["ip", "link", "del", peer], capture_output=True, check=False)
+    _remove_peers(entry, wait=grace)
     return killed
 
 

@@ -44,12 +44,16 @@ def _members(detail: dict) -> set[str]:
     return {v for k, v in detail.items() if k.startswith("MD_DEVICE_") and k.endswith("_DEV")}
 
 
-def _mgmt_address(host) -> str:
+def _nic(host, mac: str) -> str:
     for line in host.check_output("ip -o link show").splitlines():
-        if HOST_VARS["mgmt_network_mac"] in line:
-            nic = line.split(":")[1].strip()
-            return host.check_output(f"ip -o -4 addr show dev {nic}").split()[3].split("/")[0]
-    raise AssertionError(f"no NIC with {HOST_VARS['mgmt_network_mac']}")
+        if mac in line:
+            return line.split(":")[1].strip()
+    raise AssertionError(f"no NIC with {mac}")
+
+
+def _mgmt_address(host) -> str:
+    nic = _nic(host, HOST_VARS["mgmt_network_mac"])
+    return host.check_output(f"ip -o -4 addr show dev {nic}").split()[3].split("/")[0]
 
 
 # Hot tier
@@ -161,9 +165,7 @@ def test_s3_is_refused_from_outside_the_management_network(host):
 
     state = labs.load_state(LAB)
     data_mac = next(m["data_mac"] for m in state["machines"] if m["name"] == PLATFORM["name"])
-    data_nic = next(
-        line.split(":")[1].strip() for line in host.check_output("ip -o link show").splitlines() if data_mac in line
-    )
+    data_nic = _nic(host, data_mac)
     address = _mgmt_address(host)
     host.check_output(f"ip addr add {DATA_SEGMENT_ADDRESS} dev {data_nic} && ip link set {data_nic} up")
     try:
@@ -175,7 +177,7 @@ def test_s3_is_refused_from_outside_the_management_network(host):
             try:
                 assert connect(client, address, 8333) == "open"  # the control: it is the table that refuses
             finally:
-                host.check_output("systemctl restart ironserve-cold-tier-firewall.service")
+                host.check_output("systemctl restart ironserve-nft@cold_tier.service")
             assert connect(client, address, 8333) == "timeout"
     finally:
         host.run(f"ip addr del {DATA_SEGMENT_ADDRESS} dev {data_nic}")
