@@ -7,7 +7,7 @@ SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := qemu-system-x86 qemu-utils mmdebstrap apt-utils gnupg iproute2 openssh-client e2fsprogs \
-	debian-archive-keyring ca-certificates python3-venv systemd-container nftables
+	debian-archive-keyring ca-certificates python3-venv systemd-container nftables curl
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Longest first: the bench runner starts them in this order, two at a time where cores and memory allow.
 # storage is in the slow target for now: on 2026-12-05 this machine ran the whole suite at about 5400 s, CI's limit
@@ -22,7 +22,7 @@ SLOW_SCENARIOS := storage gpu-dkms inference-nodes
 .PHONY: help setup apt-deps lint unit molecule golden-image test test-slow bench demo demo-down clean
 
 help:
-	@echo "make demo       boot the lab (two QEMU GPU-server stand-ins) and provision it with site.yml"
+	@echo "make demo       boot the lab (two QEMU GPU-server stand-ins), provision it with site.yml, serve through the front door"
 	@echo "make demo-down  stop the demo lab and remove everything it created"
 	@echo "make test       lint, unit tests, the Molecule scenarios on the lab ($(SCENARIOS)) and a golden image"
 	@echo "make test-slow  the scenarios too slow for every run ($(SLOW_SCENARIOS))"
@@ -81,10 +81,12 @@ test-slow: setup
 # The demo runs over the bench's connection strategy (BENCH_STRATEGY=linear: plain SSH, as a site runs by default).
 demo: setup
 	$(BIN)/ironserve lab up
+	$(BIN)/python tests/bench/demo_serving.py stage
 	$(BIN)/python tests/bench/with_strategy.py $(BENCH_STRATEGY) $(BIN)/ironserve run --inventory inventories/lab
 	$(BIN)/ironserve lab status demo
 	$(BIN)/ironserve report
 	$(BIN)/python tests/bench/run_profile.py
+	$(BIN)/python tests/bench/demo_serving.py show
 
 demo-down: setup
 	$(BIN)/ironserve lab down demo

@@ -134,6 +134,22 @@ def cmd_lab_ssh(args: argparse.Namespace) -> int:
     return EXIT_ENVIRONMENT  # not reached
 
 
+def cmd_lab_forward(args: argparse.Namespace) -> int:
+    from ironserve.lab import lab
+
+    host, _, port = args.target.rpartition(":")
+    if not host or not port.isdigit():
+        print(f"ironserve: target {args.target!r} is not HOST:PORT, like 10.99.0.100:443", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        pid = lab.forward(args.name, args.machine, args.local_port, args.target)
+    except lab.LabError as exc:
+        print(f"ironserve: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(f"127.0.0.1:{args.local_port} -> {args.target} through {args.machine} (pid {pid}, until the lab goes down)")
+    return EXIT_OK
+
+
 def cmd_bundle_build(args: argparse.Namespace) -> int:
     from ironserve.bundle.build import build_for_roles
 
@@ -376,6 +392,14 @@ def build_parser() -> argparse.ArgumentParser:
     ssh.add_argument("machine", help="a machine of that lab")
     ssh.add_argument("command", nargs="*", help="a command to run there (default: a shell)")
     ssh.set_defaults(func=cmd_lab_ssh)
+    forward = lab.add_parser(
+        "forward", help="reach a service on a lab segment from this machine: a local port through a machine's SSH"
+    )
+    forward.add_argument("name", help="the lab")
+    forward.add_argument("machine", help="the machine the connections go through")
+    forward.add_argument("local_port", type=int, help="the port on 127.0.0.1 here")
+    forward.add_argument("target", help="HOST:PORT as that machine reaches it, like the floating address's 443")
+    forward.set_defaults(func=cmd_lab_forward)
 
     image = commands.add_parser("image", help="golden images for sites that deploy disk images (PXE, MAAS, Ironic)")
     image_commands = image.add_subparsers(dest="image_command", required=True)

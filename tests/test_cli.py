@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 
 from ironserve import cli
 
@@ -175,3 +176,46 @@ def test_every_option_and_argument_has_help_text():
 
     walk(cli.build_parser(), "ironserve")
     assert missing == []
+
+
+def test_forward_refuses_what_it_cannot_do_before_starting_anything(tmp_path, monkeypatch, capsys):
+    from ironserve.lab import lab
+
+    monkeypatch.setenv("IRONSERVE_HOME", str(tmp_path))
+    assert cli.main(["lab", "forward", "demo", "gpu-a", "8443", "10.99.0.100"]) == cli.EXIT_BAD_INPUT
+    assert "target '10.99.0.100' is not HOST:PORT" in capsys.readouterr().err
+    assert cli.main(["lab", "forward", "demo", "gpu-a", "8443", "10.99.0.100:443"]) == cli.EXIT_BAD_INPUT
+    assert "no lab named demo" in capsys.readouterr().err
+    lab.lab_folder("demo").mkdir(parents=True)
+    lab.state_file("demo").write_text(json.dumps({"machines": [{"name": "gpu-a", "ssh_port": 22101}]}))
+    assert cli.main(["lab", "forward", "demo", "gpu-c", "8443", "10.99.0.100:443"]) == cli.EXIT_BAD_INPUT
+    assert "lab demo has no machine gpu-c (gpu-a)" in capsys.readouterr().err
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert cli.main(["lab", "forward", "demo", "gpu-a", str(port), "10.99.0.100:443"]) == cli.EXIT_BAD_INPUT
+    assert f"127.0.0.1:{port} is taken on this machine" in capsys.readouterr().err
+
+
+def test_down_stops_the_labs_forwards_and_leftovers_sees_one_left(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    from ironserve.lab import lab
+
+    monkeypatch.setenv("IRONSERVE_HOME", str(tmp_path))
+    folder = lab.lab_folder("demo")
+    folder.mkdir(parents=True)
+    log = folder / "forward-8443.log"
+    # A process named like a forward (its log in the lab's folder is in its argv, as ssh's -E is).
+    forwarder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "-E", str(log)])
+    state = {"machines": [], "bridge": "isv000000br", "taps": [], "forwards": [{"pid": forwarder.pid, "log": str(log)}]}
+    lab.state_file("demo").write_text(json.dumps(state))
+    try:
+        assert any(str(forwarder.pid) in line for line in lab.leftovers("demo"))
+        assert lab.down("demo", log=lambda _message: None)
+        assert forwarder.wait(timeout=10) is not None
+        assert lab.leftovers("demo") == []
+    finally:
+        forwarder.kill()

@@ -430,6 +430,38 @@ def power_on(name: str, machine: str, timeout: float = DEFAULT_BOOT_TIMEOUT) -> 
     return vm.wait_for_ssh(plan, key, entry["pid"], timeout, light.is_ours)
 
 
+def forward(name: str, machine: str, local_port: int, target: str, timeout: float = 15.0) -> int:
+    """Forward 127.0.0.1:``local_port`` on this machine through ``machine``'s SSH to ``target`` (host:port on the
+    machine's segments), for a person or a client here to reach a service on a segment this machine has no
+    address on. Runs until the lab goes down (``down`` stops it; ``leftovers`` sees it by its log in the lab's
+    folder). Returns the forwarder's pid once the port listens."""
+    state = load_state(name)
+    if state is None:
+        raise LabError(f"no lab named {name}")
+    entry = next((m for m in state["machines"] if m["name"] == machine), None)
+    if entry is None:
+        raise LabError(f"lab {name} has no machine {machine} ({', '.join(m['name'] for m in state['machines'])})")
+    if not _port_is_free(local_port):
+        raise LabError(f"127.0.0.1:{local_port} is taken on this machine: choose another local port")
+    log = lab_folder(name) / f"forward-{local_port}.log"
+    argv = vm.ssh_argv(entry["ssh_port"], Path(state["ssh_key"]))
+    argv[-1:-1] = ["-N", "-L", f"127.0.0.1:{local_port}:{target}", "-o", "ExitOnForwardFailure=yes"]
+    argv[-1:-1] = ["-o", "ServerAliveInterval=5", "-E", str(log)]
+    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while _port_is_free(local_port):
+        if process.poll() is not None or time.monotonic() > deadline:
+            processes.stop(process.pid, lambda pid: processes.names(pid, str(log)), 2.0)
+            said = log.read_text()[-1000:] if log.exists() else ""
+            raise LabError(f"lab {name}: the forward to {target} through {machine} did not start: {said}")
+        time.sleep(0.2)
+    state.setdefault("forwards", []).append(
+        {"pid": process.pid, "machine": machine, "local_port": local_port, "target": target, "log": str(log)}
+    )
+    state_file(name).write_text(json.dumps(state, indent=2))
+    return process.pid
+
+
 def _remove_folder(folder: Path) -> None:
     """Remove a lab's folder, unmounting first whatever a light machine left mounted in it: deleting through a
     mounted overlay would write whiteouts instead of removing anything."""
@@ -465,6 +497,8 @@ def down(name: str, log=print) -> bool:
             light.stop(machine)
         else:
             vm.stop(machine["pid"], Path(machine["folder"]))
+    for entry in state.get("forwards", []):
+        processes.stop(entry["pid"], lambda pid, log=entry["log"]: processes.names(pid, log), 5.0)
     processes.stop(state.get("bundle_server_pid"), lambda pid: processes.names(pid, "bundle"), 5.0)
     segment.remove(state["bridge"], state["taps"])
     _keep_consoles(name, state)
