@@ -109,6 +109,19 @@ def _port_is_free(port: int) -> bool:
         return True
 
 
+def _port_listens(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def forward_alive(entry: dict) -> bool:
+    """Whether a forward ``forward`` recorded still runs (its ssh, named by its log in the lab's folder)."""
+    return processes.names(entry.get("pid"), entry["log"])
+
+
 def load_state(name: str) -> dict | None:
     try:
         return json.loads(state_file(name).read_text())
@@ -446,16 +459,25 @@ def forward(name: str, machine: str, local_port: int, target: str, timeout: floa
     log = lab_folder(name) / f"forward-{local_port}.log"
     argv = vm.ssh_argv(entry["ssh_port"], Path(state["ssh_key"]))
     argv[-1:-1] = ["-N", "-L", f"127.0.0.1:{local_port}:{target}", "-o", "ExitOnForwardFailure=yes"]
-    argv[-1:-1] = ["-o", "ServerAliveInterval=5", "-E", str(log)]
-    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True)
+    # A TCG guest under load can stall for seconds: a minute of silence before the forward gives up.
+    argv[-1:-1] = ["-o", "ServerAliveInterval=10", "-o", "ServerAliveCountMax=6", "-E", str(log)]
+    # Its own output to its log (-E), none to the caller's: a pipe reading the caller would wait for it to end.
+    process = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + timeout
-    while _port_is_free(local_port):
+    while not _port_listens(local_port):
         if process.poll() is not None or time.monotonic() > deadline:
             processes.stop(process.pid, lambda pid: processes.names(pid, str(log)), 2.0)
             said = log.read_text()[-1000:] if log.exists() else ""
             raise LabError(f"lab {name}: the forward to {target} through {machine} did not start: {said}")
         time.sleep(0.2)
-    state.setdefault("forwards", []).append(
+    state["forwards"] = [f for f in state.get("forwards", []) if f["local_port"] != local_port]
+    state["forwards"].append(
         {"pid": process.pid, "machine": machine, "local_port": local_port, "target": target, "log": str(log)}
     )
     state_file(name).write_text(json.dumps(state, indent=2))

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from ironserve import paths
+from ironserve import paths, run
 from ironserve.bundle.images import IMAGES_DIR
 from ironserve.lab import lab
 
@@ -33,7 +33,8 @@ LAB = "demo"
 THROUGH = "gpu-a"
 LOCAL_PORT = 8443
 MODEL = Path("demo-models/standin-model/rev1")
-CA = REPO / "artifacts/frontend/ca.crt"
+# Where the front door's role writes the site CA for clients: the run's artifacts (ironserve.run.artifacts_dir).
+CA = run.artifacts_dir() / "frontend" / "ca.crt"
 
 
 def _inference_vars() -> dict:
@@ -63,6 +64,10 @@ def stage() -> None:
     print(f"stand-in model: {model} ({len(files)} files and SHA256SUMS)")
 
 
+def _shown(path: Path) -> str:
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
 def curl_line(address: str, port: int) -> str:
     """What a user pastes here: the key read from a host into curl's header file (never onto a command line)."""
     read_key = shlex.join(
@@ -77,7 +82,7 @@ def curl_line(address: str, port: int) -> str:
     )
     body = json.dumps({"model": "deepseek-standin", "prompt": "Hello", "max_tokens": 8})
     return (
-        f"curl -sS --fail-with-body --cacert {CA.relative_to(REPO)} "
+        f"curl -sS --fail-with-body --cacert {_shown(CA)} "
         f"--connect-to {address}:{port}:127.0.0.1:{LOCAL_PORT} -H @<({read_key}) "
         f"-H 'Content-Type: application/json' -d {shlex.quote(body)} https://{address}:{port}/v1/completions"
     )
@@ -88,7 +93,7 @@ def show() -> int:
     address = variables["service_frontend_address"].split("/")[0]
     port = int(variables.get("service_frontend_port", 443))
     state = lab.load_state(LAB) or {}
-    if not any(f["local_port"] == LOCAL_PORT for f in state.get("forwards", [])):
+    if not any(f["local_port"] == LOCAL_PORT and lab.forward_alive(f) for f in state.get("forwards", [])):
         lab.forward(LAB, THROUGH, LOCAL_PORT, f"{address}:{port}")
     line = curl_line(address, port)
     answer = subprocess.run(["bash", "-c", line], cwd=REPO, capture_output=True, text=True, timeout=60)
@@ -99,7 +104,7 @@ def show() -> int:
     text = completion["choices"][0]["text"]
     print(
         f"\nThe demo lab serves through its front door: https://{address}:{port} (TLS, the site CA in "
-        f"{CA.relative_to(REPO)}), the floating address held by one of gpu-a and gpu-b, the CPU stand-in engine "
+        f"{_shown(CA)}), the floating address held by one of gpu-a and gpu-b, the CPU stand-in engine "
         f"behind it (no GPU here; a real site runs vLLM or SGLang). This machine has no address on the lab's data "
         f"segment, so 127.0.0.1:{LOCAL_PORT} is forwarded there through {THROUGH} until 'make demo-down'.\n"
         f"A completion, answered just now ({completion['model']}: {text!r}); paste to ask again:\n\n{line}\n"
