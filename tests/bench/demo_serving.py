@@ -70,15 +70,10 @@ def _shown(path: Path) -> str:
 
 def curl_line(address: str, port: int) -> str:
     """What a user pastes here: the key read from a host into curl's header file (never onto a command line)."""
-    read_key = shlex.join(
-        [
-            ".venv/bin/ironserve",
-            "lab",
-            "ssh",
-            LAB,
-            THROUGH,
-            "sed -n 's/^IRONSERVE_API_KEY=\\(.*\\)/Authorization: Bearer \\1/p' /etc/ironserve/inference/api-key.env",
-        ]
+    # Double quotes for this shell, single ones for the machine's: sed gets the script as one argument.
+    read_key = (
+        f".venv/bin/ironserve lab ssh {LAB} {THROUGH} "
+        '"sed -n \'s/^IRONSERVE_API_KEY=\\(.*\\)/Authorization: Bearer \\1/p\' /etc/ironserve/inference/api-key.env"'
     )
     body = json.dumps({"model": "deepseek-standin", "prompt": "Hello", "max_tokens": 8})
     return (
