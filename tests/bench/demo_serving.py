@@ -73,7 +73,7 @@ def curl_line(address: str, port: int) -> str:
     # Double quotes for this shell, single ones for the machine's: sed gets the script as one argument.
     read_key = (
         f".venv/bin/ironserve lab ssh {LAB} {THROUGH} "
-        '"sed -n \'s/^IRONSERVE_API_KEY=\\(.*\\)/Authorization: Bearer \\1/p\' /etc/ironserve/inference/api-key.env"'
+        "\"sed -n 's/^IRONSERVE_API_KEY=\\(.*\\)/Authorization: Bearer \\1/p' /etc/ironserve/inference/api-key.env\""
     )
     body = json.dumps({"model": "deepseek-standin", "prompt": "Hello", "max_tokens": 8})
     return (
