@@ -11,7 +11,6 @@ and writes ``image.json``: what it contains, what image-build mode skipped, what
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import subprocess
@@ -21,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from ironserve import paths, stages
+from ironserve.bundle.images import sha256_file
 from ironserve.commands import run_step
 from ironserve.lab.image import LAB_INITRAMFS_CONF, LAB_ONLY_FILES, ROOT_LABEL
 
@@ -103,14 +103,6 @@ def _kernel(raw: Path) -> str:
     return versions[0]
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def export(disk: Path, output: Path, record: dict) -> dict:
     """Flatten ``disk`` into ``output``: rootfs.qcow2, vmlinuz, initrd.img and image.json (returned)."""
     output.mkdir(parents=True, exist_ok=True)
@@ -146,7 +138,7 @@ def export(disk: Path, output: Path, record: dict) -> dict:
                 skipped[stage] = json.loads(text).get("skipped", []) if text.strip() else ["(no record found)"]
         _run("convert", ["qemu-img", "convert", "-O", "qcow2", str(raw), str(output / "rootfs.qcow2")])
     files = {
-        name: {"sha256": _sha256(output / name), "bytes": (output / name).stat().st_size}
+        name: {"sha256": sha256_file(output / name), "bytes": (output / name).stat().st_size}
         for name in ("rootfs.qcow2", "vmlinuz", "initrd.img")
     }
     record = {
@@ -168,7 +160,7 @@ def export(disk: Path, output: Path, record: dict) -> dict:
 def export_if_unrebuilt(disk: Path, output: Path, record: dict, base_initrd: Path) -> dict | None:
     """Export ``disk`` when its initramfs is still ``base_initrd`` (no stage rebuilt it); else None."""
     exported = export(disk, output, record)
-    return exported if exported["files"]["initrd.img"]["sha256"] == _sha256(base_initrd) else None
+    return exported if exported["files"]["initrd.img"]["sha256"] == sha256_file(base_initrd) else None
 
 
 def build(requested: list[str], output: Path, site: Path = paths.REPO_ROOT / "site.yml", log=print) -> dict:

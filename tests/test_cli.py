@@ -219,3 +219,24 @@ def test_down_stops_the_labs_forwards_and_leftovers_sees_one_left(tmp_path, monk
         assert lab.leftovers("demo") == []
     finally:
         forwarder.kill()
+
+
+def test_a_running_forward_to_the_same_target_is_kept(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    from ironserve.lab import lab
+
+    monkeypatch.setenv("IRONSERVE_HOME", str(tmp_path))
+    folder = lab.lab_folder("demo")
+    folder.mkdir(parents=True)
+    log = folder / "forward-8443.log"
+    forwarder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "-E", str(log)])
+    forwards = [{"pid": forwarder.pid, "local_port": 8443, "target": "10.99.0.100:443", "log": str(log)}]
+    state = {"machines": [{"name": "gpu-a", "ssh_port": 22101}], "forwards": forwards}
+    lab.state_file("demo").write_text(json.dumps(state))
+    try:
+        assert lab.forward("demo", "gpu-a", 8443, "10.99.0.100:443") == forwarder.pid
+        assert json.loads(lab.state_file("demo").read_text())["forwards"] == forwards
+    finally:
+        forwarder.kill()

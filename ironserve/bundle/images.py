@@ -51,7 +51,8 @@ def archive_name(image: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", image) + ".tar"
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """A file's sha256, hex, read in chunks (archives and disk images are gigabytes)."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(CHUNK), b""):
@@ -106,7 +107,7 @@ def add(images: list[str], bundle_folder: Path, skopeo: str = "skopeo", log=prin
         target = folder / archive_name(image)
         entry = index.get(image, {})
         kept = entry.get("digest") == digest and "image_id" in entry
-        if kept and target.exists() and _sha256(target) == entry.get("sha256"):
+        if kept and target.exists() and sha256_file(target) == entry.get("sha256"):
             log(f"{image}: kept ({digest})")
             continue
         partial = target.with_suffix(".tar.partial")
@@ -130,7 +131,7 @@ def add(images: list[str], bundle_folder: Path, skopeo: str = "skopeo", log=prin
             "file": target.name,
             "digest": digest,
             "image_id": identity,
-            "sha256": _sha256(target),
+            "sha256": sha256_file(target),
             "size": target.stat().st_size,
         }
         log(f"{image}: {digest}, {index[image]['size'] / 1024**3:.1f} GiB")

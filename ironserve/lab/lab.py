@@ -117,7 +117,7 @@ def _port_listens(port: int) -> bool:
     return True
 
 
-def forward_alive(entry: dict) -> bool:
+def _forward_alive(entry: dict) -> bool:
     """Whether a forward ``forward`` recorded still runs (its ssh, named by its log in the lab's folder)."""
     return processes.names(entry.get("pid"), entry["log"])
 
@@ -391,13 +391,19 @@ def up(
     return state
 
 
-def _light_entry(name: str, machine: str) -> tuple[dict, dict]:
+def _machine_entry(name: str, machine: str) -> tuple[dict, dict]:
+    """The lab's state and its record of ``machine``; a LabError naming what is missing."""
     state = load_state(name)
     if state is None:
         raise LabError(f"no lab named {name}")
     entry = next((m for m in state["machines"] if m["name"] == machine), None)
     if entry is None:
         raise LabError(f"lab {name} has no machine {machine} ({', '.join(m['name'] for m in state['machines'])})")
+    return state, entry
+
+
+def _light_entry(name: str, machine: str) -> tuple[dict, dict]:
+    state, entry = _machine_entry(name, machine)
     if entry.get("kind") != "light":
         raise LabError(f"lab {name}: {machine} is a QEMU machine; power cycles are for light machines")
     return state, entry
@@ -447,13 +453,12 @@ def forward(name: str, machine: str, local_port: int, target: str, timeout: floa
     """Forward 127.0.0.1:``local_port`` on this machine through ``machine``'s SSH to ``target`` (host:port on the
     machine's segments), for a person or a client here to reach a service on a segment this machine has no
     address on. Runs until the lab goes down (``down`` stops it; ``leftovers`` sees it by its log in the lab's
-    folder). Returns the forwarder's pid once the port listens."""
-    state = load_state(name)
-    if state is None:
-        raise LabError(f"no lab named {name}")
-    entry = next((m for m in state["machines"] if m["name"] == machine), None)
-    if entry is None:
-        raise LabError(f"lab {name} has no machine {machine} ({', '.join(m['name'] for m in state['machines'])})")
+    folder). Returns the forwarder's pid once the port listens; a forward of this lab already running from that port
+    to that target is kept and its pid returned."""
+    state, entry = _machine_entry(name, machine)
+    running = [f for f in state.get("forwards", []) if f["local_port"] == local_port and _forward_alive(f)]
+    if running and running[0]["target"] == target:
+        return running[0]["pid"]
     if not _port_is_free(local_port):
         raise LabError(f"127.0.0.1:{local_port} is taken on this machine: choose another local port")
     log = lab_folder(name) / f"forward-{local_port}.log"
@@ -520,7 +525,7 @@ def down(name: str, log=print) -> bool:
         else:
             vm.stop(machine["pid"], Path(machine["folder"]))
     for entry in state.get("forwards", []):
-        processes.stop(entry["pid"], lambda pid, log=entry["log"]: processes.names(pid, log), 5.0)
+        processes.stop(entry["pid"], lambda _pid, entry=entry: _forward_alive(entry), 5.0)
     processes.stop(state.get("bundle_server_pid"), lambda pid: processes.names(pid, "bundle"), 5.0)
     segment.remove(state["bridge"], state["taps"])
     _keep_consoles(name, state)

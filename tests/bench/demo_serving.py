@@ -87,9 +87,7 @@ def show() -> int:
     variables = _inference_vars()
     address = variables["service_frontend_address"].split("/")[0]
     port = int(variables.get("service_frontend_port", 443))
-    state = lab.load_state(LAB) or {}
-    if not any(f["local_port"] == LOCAL_PORT and lab.forward_alive(f) for f in state.get("forwards", [])):
-        lab.forward(LAB, THROUGH, LOCAL_PORT, f"{address}:{port}")
+    lab.forward(LAB, THROUGH, LOCAL_PORT, f"{address}:{port}")  # kept when it already runs
     line = curl_line(address, port)
     answer = subprocess.run(["bash", "-c", line], cwd=REPO, capture_output=True, text=True, timeout=60)
     if answer.returncode != 0:
