@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ironserve import engines, frontend, hardware, network, planner, preflight, report, storage
+from ironserve import engines, frontend, hardware, monitoring, network, planner, preflight, report, storage
 
 
 class FilterModule:
@@ -18,7 +18,9 @@ class FilterModule:
     ironserve_bandwidth_floor, ironserve_min_gbits, ironserve_check_report. Front door: ironserve_frontend_problems,
     ironserve_frontend_backends, ironserve_frontend_interface, ironserve_frontend_own_address,
     ironserve_frontend_priorities, ironserve_frontend_tls_problems,
-    ironserve_frontend_router_id_problem, ironserve_frontend_firewall.
+    ironserve_frontend_router_id_problem, ironserve_frontend_firewall. Monitoring: ironserve_monitoring_problems,
+    ironserve_monitoring_listen_address, ironserve_monitoring_addresses, ironserve_monitoring_engine_targets,
+    ironserve_monitoring_prometheus_config, ironserve_monitoring_retention_size, ironserve_monitoring_rules.
     """
 
     def filters(self):
@@ -56,4 +58,11 @@ class FilterModule:
             "ironserve_frontend_tls_problems": frontend.tls_problems,
             "ironserve_frontend_router_id_problem": frontend.router_id_problem,
             "ironserve_frontend_firewall": frontend.firewall,
+            "ironserve_monitoring_problems": monitoring.problems,
+            "ironserve_monitoring_listen_address": monitoring.listen_address,
+            "ironserve_monitoring_addresses": monitoring.addresses,
+            "ironserve_monitoring_engine_targets": monitoring.engine_targets,
+            "ironserve_monitoring_prometheus_config": monitoring.prometheus_config,
+            "ironserve_monitoring_retention_size": monitoring.retention_size,
+            "ironserve_monitoring_rules": monitoring.rules,
         }

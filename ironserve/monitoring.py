@@ -1,0 +1,512 @@
+"""Monitoring's rules: where each exporter listens, what Prometheus scrapes, how much disk its history may take.
+
+One home for them: the monitoring role calls these through filters, and the tests call them directly. Facts behind
+the metric names (vLLM 0.11.0, SGLang 0.5.3, Debian 13's Prometheus 2.53 and node exporter 1.9) are in
+docs/notes/monitoring-facts.md.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from typing import Any
+from urllib.parse import urlsplit
+
+# Every target carries the inventory name of its host under this label: rules join the exporters of one host on
+# it (an engine, its GPUs' exporter and node_exporter listen on different ports, so ``instance`` differs).
+HOST_LABEL = "host"
+# The rule files the role writes, in the order Prometheus loads them (absolute: promtool checks a copy elsewhere).
+RULE_FILES = ("/etc/prometheus/rules/ironserve-recording.yml", "/etc/prometheus/rules/ironserve-alerts.yml")
+# Prometheus's own floor for its TSDB size limit, and what it may never take of its filesystem: the rest is for
+# the write-ahead log, compaction's temporary copies (up to the largest block again) and the host.
+MIN_RETENTION_BYTES = 512 * 1024**2
+FRACTION_RANGE = (0.05, 0.9)
+
+
+def listen_address(explicit: str, mgmt_address: str, facts: dict[str, Any]) -> str:
+    """Where this host's exporters listen and Prometheus reaches them: ``monitoring_address`` if set, else the
+    management network's static address, else the address of the host's default route ("" if none)."""
+    for candidate in (explicit, mgmt_address):
+        if candidate:
+            try:
+                return str(ipaddress.ip_interface(candidate).ip)
+            except ValueError:
+                return candidate  # problems() names it
+    return str((facts.get("default_ipv4") or {}).get("address", ""))
+
+
+def addresses(hostvars: Any, hosts: list[str]) -> dict[str, str]:
+    """Each host's exporter address: what this run worked out for the hosts in it (``_monitoring_address``), and for
+    a host outside it (a --limit) what its inventory says (monitoring_address, mgmt_network_address); "" if none."""
+    found = {}
+    for host in hosts:
+        known = hostvars[host]
+        worked_out = known.get("_monitoring_address") or ""
+        found[host] = worked_out or listen_address(
+            known.get("monitoring_address") or "", known.get("mgmt_network_address") or "", {}
+        )
+    return found
+
+
+def engine_targets(records: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The engines Prometheus scrapes, from each inference host's record (/etc/ironserve/inference/ready.json): the
+    ranks that serve the API, at the address and port they serve it on (vLLM and SGLang answer /metrics there without
+    the API key; SGLang only with --enable-metrics, which the inference role passes)."""
+    targets = []
+    for host in sorted(records):
+        record = records[host]
+        if not record.get("serves_api", True):
+            continue
+        url = urlsplit(record["url"])
+        address = url.hostname or ""
+        netloc = f"[{address}]:{url.port or 80}" if ":" in address else f"{address}:{url.port or 80}"
+        targets.append({"host": host, "target": netloc, "scheme": url.scheme or "http"})
+    return targets
+
+
+def _duration(seconds: float) -> str:
+    return f"{int(seconds)}s" if float(seconds).is_integer() else f"{int(seconds * 1000)}ms"
+
+
+def _static(targets: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    return [{"targets": [target], "labels": {HOST_LABEL: host}} for host, target in targets]
+
+
+def prometheus_config(
+    settings: dict[str, Any],
+    addresses: dict[str, str],
+    servers: list[str],
+    engines: list[dict[str, Any]],
+    gpu_hosts: list[str],
+) -> dict[str, Any]:
+    """Prometheus's configuration: every host's node_exporter, every engine, the GPU exporter of each host with
+    NVIDIA GPUs, each monitoring server's Prometheus and Alertmanager; alerts go to every Alertmanager (they
+    deduplicate among themselves). ``addresses`` maps each host to its listen address (:func:`listen_address`)."""
+    interval = float(settings["monitoring_scrape_interval_seconds"])
+
+    def at(host: str, port_setting: str) -> tuple[str, str]:
+        return host, f"{addresses[host]}:{settings[port_setting]}"
+
+    jobs = [
+        ("prometheus", [at(h, "monitoring_prometheus_port") for h in servers]),
+        ("alertmanager", [at(h, "monitoring_alertmanager_port") for h in servers]),
+        ("node", [at(h, "monitoring_node_exporter_port") for h in sorted(addresses)]),
+        ("gpu", [at(h, "monitoring_dcgm_exporter_port") for h in sorted(gpu_hosts)]),
+    ]
+    scrape_configs = [{"job_name": name, "static_configs": _static(targets)} for name, targets in jobs if targets]
+    for scheme in sorted({engine["scheme"] for engine in engines}):
+        chosen = [(e["host"], e["target"]) for e in engines if e["scheme"] == scheme]
+        scrape_configs.append(
+            {
+                "job_name": "engine" if scheme == "http" else f"engine-{scheme}",
+                "scheme": scheme,
+                "metrics_path": "/metrics",
+                "static_configs": _static(chosen),
+            }
+        )
+    return {
+        "global": {
+            "scrape_interval": _duration(interval),
+            # A scrape may not outlast its interval; 10 s is Prometheus's default.
+            "scrape_timeout": _duration(min(interval, 10.0)),
+            "evaluation_interval": _duration(float(settings["monitoring_evaluation_interval_seconds"])),
+        },
+        "rule_files": list(RULE_FILES),
+        "alerting": {
+            "alertmanagers": [
+                {"static_configs": [{"targets": [at(h, "monitoring_alertmanager_port")[1] for h in servers]}]}
+            ]
+        },
+        "scrape_configs": scrape_configs,
+    }
+
+
+def mount_of(mounts: list[dict[str, Any]], path: str) -> dict[str, Any] | None:
+    """The mount (Ansible's ``mounts`` fact) holding ``path``: the longest mount point that is a prefix of it."""
+    best = None
+    for mount in mounts:
+        point = mount.get("mount", "")
+        holds = path == point or path.startswith(point.rstrip("/") + "/")
+        if holds and (best is None or len(point) > len(best["mount"])):
+            best = mount
+    return best
+
+
+def retention_size(mounts: list[dict[str, Any]], data_dir: str, fraction: float) -> str:
+    """Prometheus's ``--storage.tsdb.retention.size`` for a TSDB in ``data_dir``: ``fraction`` of its filesystem's
+    size, in whole MiB (Prometheus's units are base 2), never under 512 MiB. "" when no mount holds the folder."""
+    mount = mount_of(mounts, data_dir)
+    if not mount or not mount.get("size_total"):
+        return ""
+    size = max(MIN_RETENTION_BYTES, int(mount["size_total"] * float(fraction)))
+    return f"{math.floor(size / 1024**2)}MB"
+
+
+def problems(settings: dict[str, Any], addresses: dict[str, str], servers: list[str]) -> list[str]:
+    """What is wrong with the monitoring settings, each naming the variable and the fix ([] when nothing)."""
+    found = []
+    interval = settings["monitoring_scrape_interval_seconds"]
+    evaluation = settings["monitoring_evaluation_interval_seconds"]
+    if not 1 <= float(interval) <= 300:
+        found.append(f"monitoring_scrape_interval_seconds is {interval}: give 1 to 300 (the design's cadence is 30)")
+    if not 1 <= float(evaluation) <= float(interval):
+        found.append(
+            f"monitoring_evaluation_interval_seconds is {evaluation}: give 1 to the scrape interval ({interval}), "
+            "so that an alert sees every scrape"
+        )
+    fraction = float(settings["monitoring_prometheus_retention_fraction"])
+    if not FRACTION_RANGE[0] <= fraction <= FRACTION_RANGE[1]:
+        found.append(
+            f"monitoring_prometheus_retention_fraction is {fraction}: give {FRACTION_RANGE[0]} to "
+            f"{FRACTION_RANGE[1]} of the filesystem under {settings['monitoring_prometheus_data_dir']}"
+        )
+    if not servers:
+        found.append(
+            "no host runs Prometheus: put hosts in group monitoring_servers (or inference_servers, its default)"
+        )
+    for host in sorted(addresses):
+        address = addresses[host]
+        if not address:
+            found.append(
+                f"{host} has no address for its exporters: set monitoring_address (or mgmt_network_address) for it"
+            )
+            continue
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            found.append(f"{host}: monitoring_address {address!r} is not an IP address (give one without a prefix)")
+    ports = {key: value for key, value in settings.items() if key.endswith("_port")}
+    for key, value in sorted(ports.items()):
+        if not 1 <= int(value) <= 65535:
+            found.append(f"{key} is {value}: give a TCP port, 1 to 65535")
+    seen: dict[int, str] = {}
+    for key, value in sorted(ports.items()):
+        if int(value) in seen:
+            found.append(f"{key} and {seen[int(value)]} are both {value}: give each listener its own port")
+        seen.setdefault(int(value), key)
+    return found
+
+
+# --- Rules -----------------------------------------------------------------------------------------------------------
+# vLLM 0.11.0 and SGLang 0.5.3 name the same things differently; the recording rules give each one name, per host,
+# and every alert and dashboard reads only those (docs/notes/monitoring-facts.md has the sources).
+ENGINE_METRICS = {
+    "requests_running": ("vllm:num_requests_running", "sglang:num_running_reqs"),
+    "requests_waiting": ("vllm:num_requests_waiting", "sglang:num_queue_reqs"),
+    "kv_cache_usage_ratio": ("vllm:kv_cache_usage_perc", "sglang:token_usage"),
+    "generation_tokens": ("vllm:generation_tokens_total", "sglang:generation_tokens_total"),
+    "prompt_tokens": ("vllm:prompt_tokens_total", "sglang:prompt_tokens_total"),
+    "requests_finished": ("vllm:request_success_total", "sglang:num_requests_total"),
+    "requests_aborted": ('vllm:request_success_total{finished_reason="abort"}', "sglang:num_aborted_requests_total"),
+    "time_to_first_token_seconds": ("vllm:time_to_first_token_seconds", "sglang:time_to_first_token_seconds"),
+    "e2e_latency_seconds": ("vllm:e2e_request_latency_seconds", "sglang:e2e_request_latency_seconds"),
+    "inter_token_latency_seconds": ("vllm:inter_token_latency_seconds", "sglang:inter_token_latency_seconds"),
+}
+WINDOW = "5m"
+
+
+def _either(template: str, names: tuple[str, ...]) -> str:
+    return " or ".join(template.format(metric=name) for name in names)
+
+
+def _histogram_name(metric: str, suffix: str) -> str:
+    return metric + suffix
+
+
+def recording_rules() -> dict[str, Any]:
+    """The five dimensions as recording rules (Prometheus rule-file format), each named ``ironserve:<what>``."""
+    by = f"by ({HOST_LABEL})"
+    engine = []
+    for name in ("requests_running", "requests_waiting"):
+        engine.append(
+            {"record": f"ironserve:engine_{name}", "expr": _either(f"sum {by} ({{metric}})", ENGINE_METRICS[name])}
+        )
+    engine.append(
+        {
+            "record": "ironserve:engine_kv_cache_usage_ratio",
+            "expr": _either(f"max {by} ({{metric}})", ENGINE_METRICS["kv_cache_usage_ratio"]),
+        }
+    )
+    for name in ("generation_tokens", "prompt_tokens", "requests_finished", "requests_aborted"):
+        engine.append(
+            {
+                "record": f"ironserve:engine_{name}:rate{WINDOW}",
+                "expr": _either(f"sum {by} (rate({{metric}}[{WINDOW}]))", ENGINE_METRICS[name]),
+            }
+        )
+    for name in ("time_to_first_token_seconds", "e2e_latency_seconds", "inter_token_latency_seconds"):
+        buckets = tuple(_histogram_name(metric, "_bucket") for metric in ENGINE_METRICS[name])
+        engine.append(
+            {
+                "record": f"ironserve:engine_{name}:p99_{WINDOW}",
+                "expr": "histogram_quantile(0.99, "
+                + _either(f"sum by ({HOST_LABEL}, le) (rate({{metric}}[{WINDOW}]))", buckets)
+                + ")",
+            }
+        )
+    engine.append(
+        {
+            # Performance's steadiness: how much the token rate varies over an hour, relative to its mean.
+            "record": "ironserve:engine_generation_tokens:variation_1h",
+            "expr": f"stddev_over_time(ironserve:engine_generation_tokens:rate{WINDOW}[1h]) "
+            f"/ avg_over_time(ironserve:engine_generation_tokens:rate{WINDOW}[1h])",
+        }
+    )
+    business = [
+        {
+            "record": f"ironserve:engine_request_success_ratio:rate{WINDOW}",
+            "expr": f"1 - ironserve:engine_requests_aborted:rate{WINDOW} "
+            f"/ (ironserve:engine_requests_finished:rate{WINDOW} > 0)",
+        },
+        {"record": "ironserve:service_queue_length", "expr": "sum(ironserve:engine_requests_waiting)"},
+    ]
+    resources = [
+        {
+            "record": "ironserve:gpu_memory_used_ratio",
+            "expr": f"sum {by} (DCGM_FI_DEV_FB_USED) / sum {by} (DCGM_FI_DEV_FB_USED + DCGM_FI_DEV_FB_FREE)",
+        },
+        {"record": "ironserve:gpu_utilisation_ratio", "expr": f"avg {by} (DCGM_FI_DEV_GPU_UTIL) / 100"},
+        {
+            "record": f"ironserve:gpu_nvlink_bandwidth:rate{WINDOW}",
+            "expr": f"sum {by} (rate(DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL[{WINDOW}]))",
+        },
+    ]
+    cost = [
+        # DCGM counts energy in millijoules since boot: its rate over 1000 is the GPUs' power in watts.
+        {
+            "record": f"ironserve:gpu_power_watts:rate{WINDOW}",
+            "expr": f"sum {by} (rate(DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION[{WINDOW}])) / 1000",
+        },
+        {
+            "record": f"ironserve:joules_per_generated_token:rate{WINDOW}",
+            "expr": f"ironserve:gpu_power_watts:rate{WINDOW} / ironserve:engine_generation_tokens:rate{WINDOW} > 0",
+        },
+        {
+            # GPUs times one hour, over the thousands of requests that hour finished.
+            "record": "ironserve:gpu_hours_per_thousand_requests:1h",
+            "expr": f"count {by} (DCGM_FI_DEV_GPU_TEMP) "
+            f"/ (ironserve:engine_requests_finished:rate{WINDOW} * 3600 / 1000 > 0)",
+        },
+    ]
+    quality = [
+        {"record": "ironserve:canary_answer_matches", "expr": f"max {by} (ironserve_canary_answer_matches)"},
+    ]
+    return {
+        "groups": [
+            {"name": "ironserve-performance", "rules": engine},
+            {"name": "ironserve-business", "rules": business},
+            {"name": "ironserve-resources", "rules": resources},
+            {"name": "ironserve-cost", "rules": cost},
+            {"name": "ironserve-quality", "rules": quality},
+        ]
+    }
+
+
+RUNBOOK = "docs/monitoring.md#"
+
+
+def _alert(name: str, expr: str, severity: str, summary: str, action: str, hold: str = "0s") -> dict[str, Any]:
+    return {
+        "alert": name,
+        "expr": expr,
+        "for": hold,
+        "labels": {"severity": severity},
+        "annotations": {"summary": summary, "runbook": action, "runbook_url": RUNBOOK + name.lower()},
+    }
+
+
+def alert_rules(settings: dict[str, Any]) -> dict[str, Any]:
+    """Every alert, with its runbook text. Faults (a target gone, a failed disk, a GPU error) fire on the first
+    evaluation that sees them, so they reach Alertmanager within two scrape intervals; trends (a queue, latency)
+    hold for a while first. ``settings`` are the role's thresholds (monitoring_* variables)."""
+    interval = float(settings["monitoring_scrape_interval_seconds"])
+    trend = _duration(max(300.0, 10 * interval))
+    xids = [int(x) for x in settings["monitoring_critical_xids"]]
+    h = "{{ $labels.host }}"
+    value = "{{ $value | humanize }}"
+    targets = [
+        _alert(
+            "EngineDown",
+            'up{job=~"engine.*"} == 0',
+            "critical",
+            f"The engine on {h} does not answer Prometheus",
+            "The front door has stopped sending it requests. On the host: systemctl status ironserve-inference; "
+            "journalctl -u ironserve-inference; docker compose -p ironserve-inference ps. A lasting failure on the "
+            "standby leaves the service without failover.",
+        ),
+        _alert(
+            "HostExporterDown",
+            'up{job="node"} == 0',
+            "critical",
+            f"{h} does not answer Prometheus (node_exporter)",
+            "The host is down, cut from the management network, or its prometheus-node-exporter stopped. Check "
+            "its console and the switch port; systemctl status prometheus-node-exporter.",
+        ),
+        _alert(
+            "GpuExporterDown",
+            'up{job="gpu"} == 0',
+            "critical",
+            f"The GPU exporter on {h} does not answer: GPU faults there go unseen",
+            "Check the dcgm-exporter container and nvidia-smi on the host.",
+        ),
+    ]
+    gpu = [
+        _alert(
+            "GpuXidCritical",
+            # The gauge holds the last Xid's number.
+            " or ".join(f"DCGM_FI_DEV_XID_ERRORS == {xid}" for xid in xids),
+            "critical",
+            f"GPU {{{{ $labels.gpu }}}} on {h} reported Xid {value}",
+            "An Xid in NVIDIA's list of errors that need a GPU reset, a reboot or a service call. Drain the host "
+            "(stop its engine: the front door fails over), read dmesg for the Xid's detail, then follow NVIDIA's "
+            "Xid catalog for that number.",
+        ),
+        _alert(
+            "GpuEccDoubleBit",
+            f"increase(DCGM_FI_DEV_ECC_DBE_VOL_TOTAL[{WINDOW}]) > 0",
+            "critical",
+            f"GPU {{{{ $labels.gpu }}}} on {h} had an uncorrectable (double-bit) ECC error",
+            "Results computed on that GPU since the error may be wrong. Drain the host, reset the GPU, and file a "
+            "service case if it repeats.",
+        ),
+        _alert(
+            "GpuRowRemapFailed",
+            "DCGM_FI_DEV_ROW_REMAP_FAILURE > 0",
+            "critical",
+            f"GPU {{{{ $labels.gpu }}}} on {h} could not remap a memory row",
+            "The GPU's memory has no spare rows left for a failing one: replace the GPU.",
+        ),
+        _alert(
+            "GpuTemperatureHigh",
+            f"DCGM_FI_DEV_GPU_TEMP > {int(settings['monitoring_gpu_temperature_alert_celsius'])}",
+            "warning",
+            f"GPU {{{{ $labels.gpu }}}} on {h} is at {value} C",
+            "The GPU throttles its clocks soon. Check the server's fans and the room's cooling.",
+            _duration(2 * interval),
+        ),
+    ]
+    storage = [
+        _alert(
+            "RaidDegraded",
+            # A failed, removed or still rebuilding member is not active: the array has less redundancy than built.
+            'node_md_disks_required - ignoring(state) node_md_disks{state="active"} > 0',
+            "critical",
+            f"RAID array {{{{ $labels.device }}}} on {h} is missing a member",
+            "Another failure in the same mirror loses the tier's data. cat /proc/mdstat; mdadm --detail on the "
+            "array; replace the disk and add it back (docs/storage.md).",
+        ),
+        _alert(
+            "DiskNearlyFull",
+            f'node_filesystem_avail_bytes{{mountpoint=~"{settings["monitoring_disk_mountpoints_regex"]}",'
+            f'fstype!~"overlay|squashfs|ramfs|nsfs"}} / node_filesystem_size_bytes '
+            f"< {float(settings['monitoring_disk_free_alert_ratio'])}",
+            "warning",
+            f"{{{{ $labels.mountpoint }}}} on {h} has {{{{ $value | humanizePercentage }}}} free",
+            "Free space before writes fail: old weights revisions (ironserve weights), container images "
+            "(docker image prune) or the warm tier's results moved to the cold tier.",
+        ),
+    ]
+    network = [
+        _alert(
+            "RdmaPortDown",
+            "node_infiniband_state_id != 4",
+            "critical",
+            f"RDMA port {{{{ $labels.device }}}}/{{{{ $labels.port }}}} on {h} is not active",
+            "Engines spanning nodes lose their collective traffic. Check the data NIC's link (ip link), the "
+            "switch port and rdma link show.",
+        ),
+    ]
+    serving = [
+        _alert(
+            "KvCacheNearlyFull",
+            f"ironserve:engine_kv_cache_usage_ratio > {float(settings['monitoring_kv_cache_alert_ratio'])}",
+            "warning",
+            f"The engine on {h} uses {{{{ $value | humanizePercentage }}}} of its KV cache",
+            "Requests queue or are preempted. Add capacity (another replica) or lower the context length.",
+            trend,
+        ),
+        _alert(
+            "QueueGrowing",
+            f"ironserve:engine_requests_waiting > {int(settings['monitoring_queue_alert_requests'])} "
+            f"and deriv(ironserve:engine_requests_waiting[{WINDOW}]) >= 0",
+            "warning",
+            f"{value} requests wait in the engine's queue on {h}, not shrinking",
+            "Load exceeds what the engines serve. Scale out, or shed load at the front door.",
+            trend,
+        ),
+        _alert(
+            "LatencyAboveObjective",
+            f"ironserve:engine_e2e_latency_seconds:p99_{WINDOW} > {float(settings['monitoring_slo_p99_seconds'])}",
+            "warning",
+            f"P99 request latency on {h} is {value} s",
+            "Above the site's objective (monitoring_slo_p99_seconds). Look at the queue and KV cache alerts first.",
+            trend,
+        ),
+        _alert(
+            "FirstTokenAboveObjective",
+            f"ironserve:engine_time_to_first_token_seconds:p99_{WINDOW} "
+            f"> {float(settings['monitoring_slo_ttft_p99_seconds'])}",
+            "warning",
+            f"P99 time to first token on {h} is {value} s",
+            "Above the site's objective (monitoring_slo_ttft_p99_seconds): long prompts or a full queue.",
+            trend,
+        ),
+        _alert(
+            "CanaryDrift",
+            "ironserve:canary_answer_matches == 0",
+            "critical",
+            f"The canary prompt's answer through {h} differs from the one recorded at deployment",
+            "At temperature 0 the same model gives the same answer: a different one means different weights, "
+            "engine or settings. Compare the weights' manifest and the engine image with the deployment record.",
+        ),
+    ]
+    failover = [
+        _alert(
+            "FloatingAddressMoved",
+            'changes(ironserve_vrrp_state{state="MASTER"}[10m]) > 0',
+            "warning",
+            f"{h} took or gave up the floating service address in the last 10 minutes",
+            "A failover happened. Find why the other node failed (its keepalived journal: journalctl -t "
+            "ironserve-vrrp) and bring it back: it rejoins as standby by itself.",
+        ),
+        _alert(
+            "NoFloatingAddressHolder",
+            'sum(ironserve_vrrp_state{state="MASTER"}) == 0',
+            "critical",
+            "No inference host holds the floating service address: clients get no answer",
+            "Both nodes' checks fail (engines down or HAProxy down) or keepalived is stopped on both. "
+            "systemctl status keepalived haproxy ironserve-inference on each.",
+        ),
+        _alert(
+            "SplitBrain",
+            'sum(ironserve_vrrp_state{state="MASTER"}) > 1',
+            "critical",
+            "More than one host holds the floating service address",
+            "The nodes cannot hear each other's VRRP adverts: check the service segment between them and the "
+            "split-brain journal (journalctl -u ironserve-split-brain).",
+        ),
+        _alert(
+            "StandbyNotReady",
+            'sum(ironserve_vrrp_state{state="MASTER"}) == 1 and on() sum(ironserve_vrrp_state{state="BACKUP"}) == 0',
+            "warning",
+            "No standby is ready to take the floating service address",
+            "The next failure stops the service. The standby's keepalived is in FAULT (its engine or HAProxy "
+            "check fails) or the host is down.",
+            _duration(2 * interval),
+        ),
+    ]
+    return {
+        "groups": [
+            {"name": "ironserve-targets", "rules": targets},
+            {"name": "ironserve-gpu", "rules": gpu},
+            {"name": "ironserve-storage", "rules": storage},
+            {"name": "ironserve-network", "rules": network},
+            {"name": "ironserve-serving", "rules": serving},
+            {"name": "ironserve-failover", "rules": failover},
+        ]
+    }
+
+
+def rules(settings: dict[str, Any], kind: str) -> dict[str, Any]:
+    """The rule file of ``kind`` ("recording" or "alerts") as the role writes it."""
+    return recording_rules() if kind == "recording" else alert_rules(settings)

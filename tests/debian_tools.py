@@ -1,0 +1,50 @@
+"""Debian 13's own checkers on the controller, at the versions the roles pin: promtool and amtool check the rules and
+configuration the monitoring role renders, as the hosts' copies do before Prometheus reads them.
+
+Each package is fetched once through the bundle's private apt (Debian's archive, signed indexes; the controller's
+own apt untouched) and unpacked into the bench cache; the binaries are Go programs needing only libc.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from ironserve import paths
+from ironserve.bundle.build import _PrivateApt
+
+REPO = Path(__file__).resolve().parents[1]
+PINS = REPO / "roles" / "monitoring" / "vars" / "Debian.yml"
+
+
+def pinned(package: str) -> str:
+    """The version roles/monitoring pins for ``package`` (the one source of the pin)."""
+    for values in yaml.safe_load(PINS.read_text()).values():
+        for entry in values if isinstance(values, list) else []:
+            name, _, version = str(entry).partition("=")
+            if name == package and version:
+                return version
+    raise LookupError(f"{PINS} pins no version of {package}")
+
+
+def tool(package: str, binary: str) -> Path:
+    """``/usr/bin/<binary>`` of Debian's ``package`` at its pinned version, fetched and unpacked on first use."""
+    version = pinned(package)
+    folder = paths.home() / "tools" / f"{package}_{version}"
+    path = folder / "usr" / "bin" / binary
+    if path.exists():
+        return path
+    download = folder.with_name(folder.name + ".download")
+    download.mkdir(parents=True, exist_ok=True)
+    apt = _PrivateApt(paths.home() / "bundle-apt")
+    fetched = subprocess.run(apt.argv("download", f"{package}={version}"), cwd=download, capture_output=True, text=True)
+    if fetched.returncode != 0:
+        # The private apt's indexes may be missing or older than the pin: refresh them once.
+        subprocess.run(apt.argv("update"), capture_output=True, text=True, check=True)
+        subprocess.run(apt.argv("download", f"{package}={version}"), cwd=download, capture_output=True, check=True)
+    (deb,) = download.glob(f"{package}_*.deb")
+    subprocess.run(["dpkg-deb", "-x", str(deb), str(folder)], check=True)
+    deb.unlink()
+    return path

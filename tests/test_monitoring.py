@@ -1,0 +1,251 @@
+"""The monitoring role's rules and configuration as a two-host site gets them, checked by Debian's own promtool and
+amtool at the pinned versions (tests/debian_tools.py): every alert fires on its fault and stays quiet beside it
+(tests/promtool/alerts.test.yml), the rendered files pass the checks the hosts run before Prometheus reads them."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from debian_tools import tool
+from role_templates import render
+
+from ironserve import monitoring
+
+REPO = Path(__file__).resolve().parents[1]
+ROLE = REPO / "roles" / "monitoring"
+TESTS = REPO / "tests" / "promtool" / "alerts.test.yml"
+DEFAULTS = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
+RECORDS = {
+    "gpu01": {"url": "http://198.51.100.11:8000", "serves_api": True},
+    "gpu02": {"url": "http://198.51.100.12:8000", "serves_api": True},
+    "gpu03": {"url": "http://198.51.100.13:8000", "serves_api": False},  # rank 1 of an engine spanning nodes
+}
+ADDRESSES = {"gpu01": "192.0.2.11", "gpu02": "192.0.2.12", "gpu03": "192.0.2.13"}
+
+
+def _run(argv: list, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(a) for a in argv], cwd=cwd, capture_output=True, text=True, check=False)
+
+
+@pytest.fixture(scope="module")
+def promtool() -> Path:
+    return tool("promtool", "promtool")
+
+
+@pytest.fixture(scope="module")
+def amtool() -> Path:
+    return tool("prometheus-alertmanager", "amtool")
+
+
+def _write_rules(folder: Path, annotations: bool = True) -> None:
+    alerts = monitoring.alert_rules(DEFAULTS)
+    if not annotations:
+        for group in alerts["groups"]:
+            for rule in group["rules"]:
+                rule.pop("annotations")
+    (folder / "ironserve-recording.yml").write_text(yaml.safe_dump(monitoring.recording_rules(), sort_keys=False))
+    (folder / "ironserve-alerts.yml").write_text(yaml.safe_dump(alerts, sort_keys=False))
+
+
+def test_every_alert_fires_on_its_fault_and_stays_quiet_beside_it(promtool, tmp_path):
+    _write_rules(tmp_path, annotations=False)
+    shutil.copy(TESTS, tmp_path / TESTS.name)
+    result = _run([promtool, "test", "rules", TESTS.name], cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout + result.stderr
+
+
+def test_every_alert_has_a_firing_and_a_quiet_case():
+    cases = [case for test in yaml.safe_load(TESTS.read_text())["tests"] for case in test["alert_rule_test"]]
+    alerts = {rule["alert"] for group in monitoring.alert_rules(DEFAULTS)["groups"] for rule in group["rules"]}
+    fired = {case["alertname"] for case in cases if case["exp_alerts"]}
+    quiet = {case["alertname"] for case in cases if not case["exp_alerts"]}
+    assert alerts - fired == set(), "alerts no test makes fire"
+    assert alerts - quiet == set(), "alerts no test shows quiet"
+
+
+def test_the_rule_files_with_their_runbooks_pass_promtool(promtool, tmp_path):
+    _write_rules(tmp_path)
+    result = _run([promtool, "check", "rules", "ironserve-recording.yml", "ironserve-alerts.yml"], cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for group in monitoring.alert_rules(DEFAULTS)["groups"]:
+        for rule in group["rules"]:
+            assert rule["annotations"]["runbook"], rule["alert"]
+            assert rule["labels"]["severity"] in ("critical", "warning"), rule["alert"]
+
+
+def test_every_alert_reads_only_what_the_exporters_and_recording_rules_give():
+    recorded = {rule["record"] for group in monitoring.recording_rules()["groups"] for rule in group["rules"]}
+    exported = ("node_", "DCGM_FI_", "ironserve_vrrp_", "ironserve_canary_")
+    for group in monitoring.alert_rules(DEFAULTS)["groups"]:
+        for rule in group["rules"]:
+            for name in _metric_names(rule["expr"]):
+                assert name in recorded or name == "up" or name.startswith(exported), (rule["alert"], name)
+
+
+def _metric_names(expr: str) -> set[str]:
+    """The metric names a PromQL expression reads: label matchers, grouping clauses and functions taken out."""
+    import re
+
+    bare = re.sub(r"\{[^}]*\}|\[[^\]]*\]", "", expr)
+    bare = re.sub(r"\b(by|on|ignoring|without)\s*\([^)]*\)", "", bare)
+    words = re.findall(r"[A-Za-z_:][A-Za-z0-9_:]*", bare)
+    functions = {"changes", "deriv", "increase", "rate", "sum", "max", "avg", "count", "and", "or", "unless"}
+    functions |= {"histogram_quantile", "stddev_over_time", "avg_over_time"}
+    return {word for word in words if word not in functions}
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("monitoring")
+    variables = {
+        "inventory_hostname": "gpu01",
+        "_monitoring_address": "192.0.2.11",
+        "_monitoring_addresses": ADDRESSES,
+        "_monitoring_servers": ["gpu01", "gpu02"],
+        "_monitoring_engines": monitoring.engine_targets(RECORDS),
+        "_retention_size": "51200MB",
+        "_peers": ["192.0.2.12"],
+        "monitoring_gpu_hosts": ["gpu01", "gpu02"],
+        "monitoring_alert_webhooks": ["https://oncall.example.org/hook?token=x"],
+    }
+    names = ("prometheus.yml", "alertmanager.yml", "prometheus.default", "prometheus-alertmanager.default")
+    names += ("prometheus-node-exporter.default",)
+    vars_files = (ROLE / "defaults/main.yml", ROLE / "vars/Debian.yml", ROLE / "vars/main.yml")
+    render(folder, {ROLE / "templates" / f"{name}.j2": folder / name for name in names}, variables, vars_files)
+    for kind in ("recording", "alerts"):
+        render(
+            folder,
+            {ROLE / "templates/rules.yml.j2": folder / f"ironserve-{kind}.yml"},
+            {**variables, "_kind": kind},
+            vars_files,
+        )
+    return folder
+
+
+def test_the_rendered_rule_files_are_the_rules(rendered):
+    assert yaml.safe_load((rendered / "ironserve-alerts.yml").read_text()) == monitoring.alert_rules(DEFAULTS)
+    assert yaml.safe_load((rendered / "ironserve-recording.yml").read_text()) == monitoring.recording_rules()
+
+
+def test_the_rendered_prometheus_configuration_passes_promtool(rendered, promtool):
+    config = yaml.safe_load((rendered / "prometheus.yml").read_text())
+    # The rule files sit in /etc/prometheus/rules on a host; here beside the configuration.
+    config["rule_files"] = [str(rendered / Path(path).name) for path in config["rule_files"]]
+    (rendered / "check.yml").write_text(yaml.safe_dump(config))
+    result = _run([promtool, "check", "config", rendered / "check.yml"])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_prometheus_scrapes_every_host_engine_gpu_exporter_and_itself(rendered):
+    config = yaml.safe_load((rendered / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    targets = {
+        name: {(c["labels"]["host"], c["targets"][0]) for c in job["static_configs"]} for name, job in jobs.items()
+    }
+    assert targets["node"] == {(h, f"{a}:9100") for h, a in ADDRESSES.items()}
+    # rank 1 of a spanning engine serves no API and no metrics: not scraped.
+    assert targets["engine"] == {("gpu01", "198.51.100.11:8000"), ("gpu02", "198.51.100.12:8000")}
+    assert targets["gpu"] == {("gpu01", "192.0.2.11:9400"), ("gpu02", "192.0.2.12:9400")}
+    assert targets["prometheus"] == {("gpu01", "192.0.2.11:9090"), ("gpu02", "192.0.2.12:9090")}
+    assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == [
+        "192.0.2.11:9093",
+        "192.0.2.12:9093",
+    ]
+    assert (config["global"]["scrape_interval"], config["global"]["evaluation_interval"]) == ("30s", "30s")
+
+
+def test_the_rendered_alertmanager_configuration_passes_amtool(rendered, amtool):
+    result = _run([amtool, "check-config", rendered / "alertmanager.yml"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    config = yaml.safe_load((rendered / "alertmanager.yml").read_text())
+    assert config["route"]["receiver"] == "webhooks"
+    assert config["receivers"][1]["webhook_configs"][0]["url"] == "https://oncall.example.org/hook?token=x"
+
+
+def test_every_listener_binds_the_monitoring_address_only(rendered):
+    args = {name: (rendered / name).read_text() for name in rendered.iterdir() if name.suffix == ".default"}
+    node = (rendered / "prometheus-node-exporter.default").read_text()
+    prometheus = (rendered / "prometheus.default").read_text()
+    alertmanager = (rendered / "prometheus-alertmanager.default").read_text()
+    assert "--web.listen-address=192.0.2.11:9100 " in node
+    assert "--web.listen-address=192.0.2.11:9090 " in prometheus
+    assert "--storage.tsdb.retention.time=30d --storage.tsdb.retention.size=51200MB " in prometheus
+    assert "--web.enable-lifecycle" not in prometheus
+    assert "--web.enable-admin-api" not in prometheus
+    assert "--web.listen-address=192.0.2.11:9093 " in alertmanager
+    assert "--cluster.listen-address=192.0.2.11:9094 --cluster.peer=192.0.2.12:9094" in alertmanager
+    assert args is not None
+
+
+def test_retention_takes_its_share_of_the_filesystem_under_the_data():
+    mounts = [
+        {"mount": "/", "size_total": 100 * 1024**3},
+        {"mount": "/var/lib/prometheus", "size_total": 200 * 1024**3},
+        {"mount": "/var/lib/prometheus2", "size_total": 1},
+    ]
+    assert monitoring.retention_size(mounts, "/var/lib/prometheus/metrics2", 0.5) == "102400MB"
+    assert monitoring.retention_size(mounts[:1], "/var/lib/prometheus/metrics2", 0.25) == "25600MB"
+    assert monitoring.retention_size([{"mount": "/", "size_total": 1024**2}], "/var/lib/x", 0.5) == "512MB"
+    assert monitoring.retention_size([], "/var/lib/x", 0.5) == ""
+
+
+def test_listen_address_prefers_the_setting_then_the_management_address_then_the_default_route():
+    facts = {"default_ipv4": {"address": "10.0.0.5"}}
+    assert monitoring.listen_address("192.0.2.20", "192.0.2.11/24", facts) == "192.0.2.20"
+    assert monitoring.listen_address("", "192.0.2.11/24", facts) == "192.0.2.11"
+    assert monitoring.listen_address("", "", facts) == "10.0.0.5"
+    assert monitoring.listen_address("", "", {}) == ""
+
+
+def test_addresses_of_hosts_outside_the_run_come_from_their_inventory():
+    hostvars = {
+        "a": {"_monitoring_address": "192.0.2.11"},
+        "b": {"mgmt_network_address": "192.0.2.12/24"},
+        "c": {},
+    }
+    assert monitoring.addresses(hostvars, ["a", "b", "c"]) == {"a": "192.0.2.11", "b": "192.0.2.12", "c": ""}
+
+
+SETTINGS = {key: value for key, value in DEFAULTS.items() if not isinstance(value, list)}
+
+
+@pytest.mark.parametrize(
+    ("change", "servers", "addresses", "expected"),
+    [
+        ({}, ["a"], {"a": "192.0.2.11"}, []),
+        ({"monitoring_scrape_interval_seconds": 500}, ["a"], {"a": "192.0.2.11"}, ["monitoring_scrape_interval_seconds"]),
+        (
+            {"monitoring_evaluation_interval_seconds": 60},
+            ["a"],
+            {"a": "192.0.2.11"},
+            ["monitoring_evaluation_interval_seconds"],
+        ),
+        (
+            {"monitoring_prometheus_retention_fraction": 1},
+            ["a"],
+            {"a": "192.0.2.11"},
+            ["monitoring_prometheus_retention_fraction"],
+        ),
+        ({}, [], {"a": "192.0.2.11"}, ["monitoring_servers"]),
+        ({}, ["a"], {"a": "192.0.2.11", "b": ""}, ["b has no address", "monitoring_address"]),
+        ({}, ["a"], {"a": "192.0.2.11/24"}, ["monitoring_address '192.0.2.11/24' is not an IP address"]),
+        (
+            {"monitoring_alertmanager_port": 9090},
+            ["a"],
+            {"a": "192.0.2.11"},
+            ["monitoring_prometheus_port and monitoring_alertmanager_port are both 9090"],
+        ),
+    ],
+)
+def test_problems_name_the_variable(change, servers, addresses, expected):
+    found = monitoring.problems({**SETTINGS, **change}, addresses, servers)
+    if not expected:
+        assert found == []
+    else:
+        assert len(found) == 1, found
+        assert all(text in found[0] for text in expected), found
