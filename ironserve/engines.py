@@ -91,6 +91,7 @@ ENGINES: dict[str, Engine] = {
             "--nnodes": None,
             "--node-rank": None,
             "--dist-init-addr": None,
+            "--enable-metrics": True,
         },
         flags_source="sglang 0.5.3: python/sglang/srt/server_args.py (ServerArgs.add_cli_args, prepare_server_args)",
     ),
@@ -302,7 +303,8 @@ def launch_script(
             "umask 077",
             f'printf \'api-key: "%s"\\n\' "$IRONSERVE_API_KEY" > {SGLANG_KEY_FILE}',
         ]
-        argv += ["--config", SGLANG_KEY_FILE]
+        # /metrics exists only with --enable-metrics (off by default); like /health it needs no API key.
+        argv += ["--config", SGLANG_KEY_FILE, "--enable-metrics"]
         if place.nodes > 1:
             argv += [
                 "--nnodes",

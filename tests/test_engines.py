@@ -96,6 +96,8 @@ def test_sglang_gets_the_key_from_a_private_config_file_never_its_arguments(tmp_
     assert stat.S_IMODE(config.stat().st_mode) == 0o600
     assert argv[argv.index("--host") + 1 : argv.index("--host") + 4] == ["192.0.2.10", "--port", "8000"]
     assert "--nnodes" not in argv
+    # SGLang serves /metrics only when asked (the monitoring stage scrapes it).
+    assert "--enable-metrics" in argv
 
 
 def test_a_launch_without_a_key_in_its_environment_refuses_to_start(tmp_path):

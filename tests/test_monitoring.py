@@ -218,7 +218,12 @@ SETTINGS = {key: value for key, value in DEFAULTS.items() if not isinstance(valu
     ("change", "servers", "addresses", "expected"),
     [
         ({}, ["a"], {"a": "192.0.2.11"}, []),
-        ({"monitoring_scrape_interval_seconds": 500}, ["a"], {"a": "192.0.2.11"}, ["monitoring_scrape_interval_seconds"]),
+        (
+            {"monitoring_scrape_interval_seconds": 500},
+            ["a"],
+            {"a": "192.0.2.11"},
+            ["monitoring_scrape_interval_seconds"],
+        ),
         (
             {"monitoring_evaluation_interval_seconds": 60},
             ["a"],
