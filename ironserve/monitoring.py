@@ -107,8 +107,9 @@ def prometheus_config(
     return {
         "global": {
             "scrape_interval": _duration(interval),
-            # A scrape may not outlast its interval; 10 s is Prometheus's default.
-            "scrape_timeout": _duration(min(interval, 10.0)),
+            # Half the interval, at most Prometheus's default 10 s: an exporter on the LAN answers in milliseconds, and
+            # a host gone silent counts as down within two intervals, not three.
+            "scrape_timeout": _duration(min(interval / 2, 10.0)),
             "evaluation_interval": _duration(float(settings["monitoring_evaluation_interval_seconds"])),
         },
         "rule_files": list(RULE_FILES),
