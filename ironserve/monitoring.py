@@ -312,7 +312,7 @@ def _alert(name: str, expr: str, severity: str, summary: str, action: str, hold:
         "expr": expr,
         "for": hold,
         "labels": {"severity": severity},
-        "annotations": {"summary": summary, "runbook": action, "runbook_url": RUNBOOK + name.lower()},
+        "annotations": {"summary": summary, "runbook": action, "runbook_section": RUNBOOK + name.lower()},
     }
 
 

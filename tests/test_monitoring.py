@@ -254,3 +254,12 @@ def test_problems_name_the_variable(change, servers, addresses, expected):
     else:
         assert len(found) == 1, found
         assert all(text in found[0] for text in expected), found
+
+
+def test_docs_give_every_alert_its_runbook():
+    text = (REPO / "docs" / "monitoring.md").read_text()
+    for group in monitoring.alert_rules(DEFAULTS)["groups"]:
+        for rule in group["rules"]:
+            section = text.split(f"### {rule['alert']}\n", 1)
+            assert len(section) == 2, f"docs/monitoring.md has no section for {rule['alert']}"
+            assert rule["annotations"]["runbook"] in section[1].split("### ", 1)[0], rule["alert"]
