@@ -115,31 +115,28 @@ def prometheus_config(
         "rule_files": list(RULE_FILES),
         "alerting": {
             "alertmanagers": [
-                {"static_configs": [{"targets": [at(h, "monitoring_alertmanager_port")[1] for h in servers]}]}
+                {
+                    # Prometheus sends each batch to every Alertmanager and waits for all before the next: one that
+                    # went down with its host may delay the others' alerts by this much, not by the default 10 s.
+                    "timeout": _duration(min(interval / 2, 10.0)),
+                    "static_configs": [{"targets": [at(h, "monitoring_alertmanager_port")[1] for h in servers]}],
+                }
             ]
         },
         "scrape_configs": scrape_configs,
     }
 
 
-def mount_of(mounts: list[dict[str, Any]], path: str) -> dict[str, Any] | None:
-    """The mount (Ansible's ``mounts`` fact) holding ``path``: the longest mount point that is a prefix of it."""
-    best = None
-    for mount in mounts:
-        point = mount.get("mount", "")
-        holds = path == point or path.startswith(point.rstrip("/") + "/")
-        if holds and (best is None or len(point) > len(best["mount"])):
-            best = mount
-    return best
-
-
-def retention_size(mounts: list[dict[str, Any]], data_dir: str, fraction: float) -> str:
-    """Prometheus's ``--storage.tsdb.retention.size`` for a TSDB in ``data_dir``: ``fraction`` of its filesystem's
-    size, in whole MiB (Prometheus's units are base 2), never under 512 MiB. "" when no mount holds the folder."""
-    mount = mount_of(mounts, data_dir)
-    if not mount or not mount.get("size_total"):
+def retention_size(filesystem_bytes: int | str, fraction: float) -> str:
+    """Prometheus's ``--storage.tsdb.retention.size`` for a TSDB on a filesystem of ``filesystem_bytes``: ``fraction``
+    of it, in whole MiB (Prometheus's units are base 2), never under 512 MiB. "" when the size is unknown."""
+    try:
+        total = int(str(filesystem_bytes).strip())
+    except ValueError:
         return ""
-    size = max(MIN_RETENTION_BYTES, int(mount["size_total"] * float(fraction)))
+    if total <= 0:
+        return ""
+    size = max(MIN_RETENTION_BYTES, int(total * float(fraction)))
     return f"{math.floor(size / 1024**2)}MB"
 
 
@@ -488,11 +485,14 @@ def alert_rules(settings: dict[str, Any]) -> dict[str, Any]:
         ),
         _alert(
             "StandbyNotReady",
-            'sum(ironserve_vrrp_state{state="MASTER"}) == 1 and on() sum(ironserve_vrrp_state{state="BACKUP"}) == 0',
+            # Ready: in BACKUP with its own engine answering (a standby without one would take the address and serve
+            # nothing once the master's engine is gone too).
+            '(sum(ironserve_vrrp_state{state="BACKUP"} == 1 and on(host) up{job=~"engine.*"} == 1) or vector(0)) == 0 '
+            'and on() sum(ironserve_vrrp_state{state="MASTER"}) == 1',
             "warning",
             "No standby is ready to take the floating service address",
-            "The next failure stops the service. The standby's keepalived is in FAULT (its engine or HAProxy "
-            "check fails) or the host is down.",
+            "The next failure stops the service. The standby's engine does not answer, its keepalived is in FAULT "
+            "(its HAProxy check fails) or the host is down.",
             _duration(2 * interval),
         ),
     ]
