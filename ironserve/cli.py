@@ -1,8 +1,9 @@
 """The ironserve command line.
 
-Exit codes: 0 success; 1 a host failed a task; 2 bad input (an argument, inventory or declaration that
-cannot work); 3 an environment failure (a tool missing, a machine that does not boot, a download that
-fails, a doctor check that fails); 4 a host was unreachable (and none failed).
+Exit codes: 0 success; 1 a host failed a task (status: a critical alert fires); 2 bad input (an argument,
+inventory or declaration that cannot work); 3 an environment failure (a tool missing, a machine that does not
+boot, a download that fails, a doctor check that fails, Prometheus not answering); 4 a host was unreachable (and
+none failed).
 """
 
 from __future__ import annotations
@@ -315,6 +316,32 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from ironserve import status
+
+    try:
+        base = args.prometheus
+        if not base:
+            listed = subprocess.run(
+                ["ansible-inventory", "-i", args.inventory, "--list"], capture_output=True, text=True, check=False
+            )
+            if listed.returncode != 0:
+                print(f"ironserve: cannot read inventory {args.inventory}: {listed.stderr.strip()}", file=sys.stderr)
+                return EXIT_BAD_INPUT
+            base = status.prometheus_from_inventory(json.loads(listed.stdout))
+        found = status.collect(base)
+    except status.StatusError as exc:
+        if args.json:
+            print(json.dumps({"error": str(exc)}))
+        else:
+            print(f"ironserve: {exc}", file=sys.stderr)
+        return EXIT_ENVIRONMENT
+    print(json.dumps(found, indent=2) if args.json else status.table(found), end="\n" if args.json else "")
+    return EXIT_HOST_FAILED if found["critical"] else EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ironserve", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"ironserve {__version__}")
@@ -351,6 +378,15 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--model", default="auto", help="a checkpoint name (ironserve/hardware.py CHECKPOINTS) or auto")
     plan.add_argument("--json", action="store_true", help="the plan as JSON")
     plan.set_defaults(func=cmd_plan)
+
+    status = commands.add_parser(
+        "status", help="every host's health, the alerts firing and the floating address's holder, from Prometheus"
+    )
+    source = status.add_mutually_exclusive_group(required=True)
+    source.add_argument("--prometheus", help="a monitoring server's Prometheus, like http://192.0.2.11:9090")
+    source.add_argument("--inventory", "-i", help="the inventory whose first monitoring server to ask")
+    status.add_argument("--json", action="store_true", help="print JSON for pipelines")
+    status.set_defaults(func=cmd_status)
 
     doctor = commands.add_parser("doctor", help="check the controller and the inventory, changing nothing")
     doctor.add_argument(
