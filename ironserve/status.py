@@ -8,6 +8,7 @@ The indicators are the design's health checks, read from the monitoring role's r
 from __future__ import annotations
 
 import json
+import math
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -86,7 +87,9 @@ def _value(kind: str, sample: dict) -> Any:
         return "same" if float(raw) == 1 else "DRIFT"
     if kind == "count":
         return int(float(raw))
-    return float(raw)
+    number = float(raw)
+    # A quantile over a window without requests is NaN: nothing to show (and JSON has no NaN).
+    return None if math.isnan(number) else number
 
 
 def collect(base: str) -> dict[str, Any]:

@@ -18,7 +18,7 @@ SERIES = {
     "ironserve_vrrp_state == 1": [({"host": "gpu01", "state": "MASTER"}, 1), ({"host": "gpu02", "state": "FAULT"}, 1)],
     "ironserve:engine_requests_waiting": [({"host": "gpu01"}, 3)],
     "ironserve:engine_kv_cache_usage_ratio": [({"host": "gpu01"}, 0.5)],
-    "ironserve:engine_e2e_latency_seconds:p99_5m": [({"host": "gpu01"}, 9.88)],
+    "ironserve:engine_e2e_latency_seconds:p99_5m": [({"host": "gpu01"}, 9.88), ({"host": "gpu02"}, "NaN")],
 }
 
 
@@ -92,7 +92,8 @@ def test_json_for_pipelines(prometheus, capsys):
     assert cli.main(["status", "--prometheus", prometheus.url, "--json"]) == 1
     found = json.loads(capsys.readouterr().out)
     assert found["floating_address_holders"] == ["gpu01"]
-    assert found["hosts"]["gpu02"] == {"node": "up", "engine": "DOWN", "vrrp": "FAULT"}
+    # No request in the window: the quantile is NaN, shown as nothing (null), never as an invalid JSON NaN.
+    assert found["hosts"]["gpu02"] == {"node": "up", "engine": "DOWN", "vrrp": "FAULT", "p99": None}
     assert found["alerts"][0]["alert"] == "EngineDown"
     assert found["critical"] is True
 
