@@ -316,6 +316,40 @@ def _vrrp_state(name: str) -> str:
     return next(line.split('state="')[1].split('"')[0] for line in text.splitlines() if line.endswith(" 1"))
 
 
+DRIFT_DROPIN = "/etc/systemd/system/ironserve-inference.service.d/canary-drift.conf"
+# Run the canary until the engine (just restarted) answers: exit 0 same answer, 3 drift, 1 no answer yet.
+CANARY_UNTIL = (
+    "for try in $(seq 100); do /usr/local/sbin/ironserve-canary /etc/ironserve/monitoring/canary.json >/dev/null "
+    "2>&1; rc=$?; [ $rc -ne 1 ] && break; sleep 0.2; done; [ $rc -eq {rc} ]"
+)
+
+
+def test_the_canary_matches_then_a_changed_answer_fires_canary_drift_then_clears(client):
+    """The golden answer was recorded at converge; the standby's engine then answers differently (as other weights
+    would): its canary's next run reports drift, and CanaryDrift reaches both Alertmanagers."""
+    _until(
+        lambda: len(_query(client, "ironserve:canary_answer_matches == 1")) == 2,
+        4 * ALERT_BOUND,
+        "the canary's answer is not recorded as matching on both hosts",
+    )
+    standby = next(n for n in NAMES if n != _master())
+    host = HOSTS[standby]
+    wanted = [("CanaryDrift", {"host": standby})]
+    _quiet(client, wanted)
+    host.check_output(
+        f"mkdir -p {Path(DRIFT_DROPIN).parent} && printf '[Service]\\nEnvironment=STANDIN_ANSWER_WORD=drifted\\n' "
+        f"> {DRIFT_DROPIN} && systemctl daemon-reload && systemctl restart ironserve-inference"
+    )
+    try:
+        fault = _fault(standby, CANARY_UNTIL.format(rc=3))
+        alerts = _alerts_after(client, fault, wanted)["CanaryDrift"]
+        assert alerts[0]["labels"]["severity"] == "critical"
+    finally:
+        host.check_output(f"rm -f {DRIFT_DROPIN} && systemctl daemon-reload && systemctl restart ironserve-inference")
+    host.check_output(CANARY_UNTIL.format(rc=0))
+    print(f"CanaryDrift cleared {_cleared(client, 'CanaryDrift', host=standby)} s after the answer was the same again")
+
+
 def test_summary_of_fault_to_alert_times():
     assert MEASURED, "no fault was measured"
     every = [seconds for times in MEASURED.values() for seconds in times]
