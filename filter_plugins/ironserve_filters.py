@@ -20,7 +20,8 @@ class FilterModule:
     ironserve_frontend_priorities, ironserve_frontend_tls_problems,
     ironserve_frontend_router_id_problem, ironserve_frontend_firewall. Monitoring: ironserve_monitoring_problems,
     ironserve_monitoring_listen_address, ironserve_monitoring_addresses, ironserve_monitoring_engine_targets,
-    ironserve_monitoring_prometheus_config, ironserve_monitoring_retention_size, ironserve_monitoring_rules.
+    ironserve_monitoring_prometheus_config, ironserve_monitoring_retention_size, ironserve_monitoring_rules,
+    ironserve_monitoring_dashboard.
     """
 
     def filters(self):
@@ -65,4 +66,5 @@ class FilterModule:
             "ironserve_monitoring_prometheus_config": monitoring.prometheus_config,
             "ironserve_monitoring_retention_size": monitoring.retention_size,
             "ironserve_monitoring_rules": monitoring.rules,
+            "ironserve_monitoring_dashboard": monitoring.dashboard,
         }

@@ -511,3 +511,101 @@ def alert_rules(settings: dict[str, Any]) -> dict[str, Any]:
 def rules(settings: dict[str, Any], kind: str) -> dict[str, Any]:
     """The rule file of ``kind`` ("recording" or "alerts") as the role writes it."""
     return recording_rules() if kind == "recording" else alert_rules(settings)
+
+
+# --- Dashboards ------------------------------------------------------------------------------------------------------
+# The five dimensions as panels, each one series per host: the Prometheus console (served by Prometheus itself, as
+# Grafana is not in Debian) and the Grafana dashboard (for a site that runs Grafana) are both made from this list.
+PANELS = (
+    ("resources", "KV cache used", "ironserve:engine_kv_cache_usage_ratio", "percentunit"),
+    ("resources", "GPU memory used", "ironserve:gpu_memory_used_ratio", "percentunit"),
+    ("resources", "GPU utilisation", "ironserve:gpu_utilisation_ratio", "percentunit"),
+    ("resources", "NVLink traffic", f"ironserve:gpu_nvlink_bandwidth:rate{WINDOW}", "Bps"),
+    ("performance", "P99 request latency", f"ironserve:engine_e2e_latency_seconds:p99_{WINDOW}", "s"),
+    ("performance", "P99 time to first token", f"ironserve:engine_time_to_first_token_seconds:p99_{WINDOW}", "s"),
+    ("performance", "P99 inter-token latency", f"ironserve:engine_inter_token_latency_seconds:p99_{WINDOW}", "s"),
+    ("performance", "Generated tokens per second", f"ironserve:engine_generation_tokens:rate{WINDOW}", "short"),
+    ("performance", "Token rate variation (1 h)", "ironserve:engine_generation_tokens:variation_1h", "percentunit"),
+    ("business", "Request success", f"ironserve:engine_request_success_ratio:rate{WINDOW}", "percentunit"),
+    ("business", "Requests queued", "ironserve:engine_requests_waiting", "short"),
+    ("business", "Requests running", "ironserve:engine_requests_running", "short"),
+    ("quality", "Canary answer as recorded", "ironserve:canary_answer_matches", "bool"),
+    ("quality", "Canary latency", f"max by ({HOST_LABEL}) (ironserve_canary_latency_seconds)", "s"),
+    ("cost", "GPU power", f"ironserve:gpu_power_watts:rate{WINDOW}", "watt"),
+    ("cost", "Joules per generated token", f"ironserve:joules_per_generated_token:rate{WINDOW}", "short"),
+    ("cost", "GPU-hours per 1000 requests", "ironserve:gpu_hours_per_thousand_requests:1h", "short"),
+)
+
+
+def console_template() -> str:
+    """A Prometheus console (Go template, served at /consoles/ironserve.html): per dimension, a table of every host's
+    current value of each panel, each value linking to its graph in Prometheus."""
+    lines = [
+        "<!DOCTYPE html>",
+        '<html><head><meta charset="utf-8"><title>ironserve</title>',
+        "<style>body{font-family:sans-serif}td,th{padding:2px 10px;text-align:right}th{background:#eee}</style>",
+        "</head><body>",
+        "<h1>ironserve: the service in five dimensions</h1>",
+        "<p>Each value is the latest of its recording rule (ironserve.monitoring); a dash: no series on that host.</p>",
+    ]
+    for dimension in dict.fromkeys(d for d, _, _, _ in PANELS):
+        panels = [(title, expr) for d, title, expr, _ in PANELS if d == dimension]
+        lines.append(f"<h2>{dimension}</h2>")
+        lines.append("<table><tr><th>host</th>" + "".join(f"<th>{title}</th>" for title, _ in panels) + "</tr>")
+        lines.append(f'{{{{ range $node := query `up{{job="node"}}` | sortByLabel "{HOST_LABEL}" }}}}')
+        lines.append(f"<tr><td>{{{{ $node.Labels.{HOST_LABEL} }}}}</td>")
+        for _, expr in panels:
+            scoped = f'({expr}) and on({HOST_LABEL}) up{{job="node",{HOST_LABEL}="%s"}}'
+            lines.append(
+                f"<td>{{{{ with query (printf `{scoped}` $node.Labels.{HOST_LABEL}) }}}}"
+                f'<a href="/graph?g0.expr={{{{ printf `{scoped}` $node.Labels.{HOST_LABEL} | urlquery }}}}">'
+                "{{ . | first | value | humanize }}</a>{{ else }}-{{ end }}</td>"
+            )
+        lines.append("</tr>{{ end }}</table>")
+    lines.append("</body></html>")
+    return "\n".join(lines) + "\n"
+
+
+def grafana_dashboard() -> dict[str, Any]:
+    """The same panels as a Grafana dashboard (JSON model, one row per dimension), on a Prometheus data source
+    chosen at import or by provisioning."""
+    panels: list[dict[str, Any]] = []
+    y = 0
+    for dimension in dict.fromkeys(d for d, _, _, _ in PANELS):
+        panels.append(
+            {"type": "row", "title": dimension, "collapsed": False, "gridPos": {"h": 1, "w": 24, "x": 0, "y": y}}
+        )
+        y += 1
+        for index, (_, title, expr, unit) in enumerate(p for p in PANELS if p[0] == dimension):
+            panels.append(
+                {
+                    "type": "timeseries",
+                    "title": title,
+                    "datasource": {"type": "prometheus", "uid": "${datasource}"},
+                    "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+                    "targets": [{"refId": "A", "expr": expr, "legendFormat": f"{{{{{HOST_LABEL}}}}}"}],
+                    "gridPos": {"h": 8, "w": 8, "x": (index % 3) * 8, "y": y + (index // 3) * 8},
+                }
+            )
+        y += 8 * ((len([p for p in PANELS if p[0] == dimension]) + 2) // 3)
+    for number, panel in enumerate(panels, start=1):
+        panel["id"] = number
+    return {
+        "title": "ironserve: the service in five dimensions",
+        "uid": "ironserve-five-dimensions",
+        "schemaVersion": 39,
+        "time": {"from": "now-6h", "to": "now"},
+        "refresh": "30s",
+        "templating": {
+            "list": [{"name": "datasource", "type": "datasource", "query": "prometheus", "label": "Prometheus"}]
+        },
+        "panels": panels,
+    }
+
+
+def dashboard(kind: str) -> str:
+    """The console ("console", HTML with Prometheus's template language) or the Grafana dashboard ("grafana", JSON)
+    as the role writes it."""
+    import json
+
+    return console_template() if kind == "console" else json.dumps(grafana_dashboard(), indent=2) + "\n"

@@ -4,6 +4,7 @@ amtool at the pinned versions (tests/debian_tools.py): every alert fires on its 
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -258,3 +259,26 @@ def test_docs_give_every_alert_its_runbook():
             section = text.split(f"### {rule['alert']}\n", 1)
             assert len(section) == 2, f"docs/monitoring.md has no section for {rule['alert']}"
             assert rule["annotations"]["runbook"] in section[1].split("### ", 1)[0], rule["alert"]
+
+
+def test_every_panel_reads_only_what_the_exporters_and_recording_rules_give():
+    recorded = {rule["record"] for group in monitoring.recording_rules()["groups"] for rule in group["rules"]}
+    exported = ("node_", "DCGM_FI_", "ironserve_vrrp_", "ironserve_canary_")
+    for dimension, title, expr, _ in monitoring.PANELS:
+        for name in _metric_names(expr):
+            assert name in recorded or name.startswith(exported), (dimension, title, name)
+    assert {d for d, _, _, _ in monitoring.PANELS} == {"resources", "performance", "business", "quality", "cost"}
+
+
+def test_the_console_and_the_grafana_dashboard_carry_every_panel():
+    console = monitoring.dashboard("console")
+    grafana = json.loads(monitoring.dashboard("grafana"))
+    charts = [p for p in grafana["panels"] if p["type"] == "timeseries"]
+    assert [(p["title"], p["targets"][0]["expr"]) for p in charts] == [(t, e) for _, t, e, _ in monitoring.PANELS]
+    assert len({p["id"] for p in grafana["panels"]}) == len(grafana["panels"])
+    for _, title, expr, _ in monitoring.PANELS:
+        assert f"<th>{title}</th>" in console
+        assert f"printf `({expr}) and on(host)" in console
+    # Go's template language: every action opened is closed.
+    assert console.count("{{") == console.count("}}")
+    assert console.count("{{ range ") + console.count("{{ with ") == console.count("{{ end }}")

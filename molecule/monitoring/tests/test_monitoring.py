@@ -194,6 +194,24 @@ def test_prometheus_keeps_its_history_within_a_share_of_its_disk():
         assert "--storage.tsdb.retention.size=" in arguments, arguments
 
 
+def test_the_console_shows_every_host_in_five_dimensions(client):
+    """Served by Prometheus itself: a template error would be a 500 or Go's error text in the page."""
+    script = (
+        "import urllib.request\n"
+        f"page = urllib.request.urlopen('http://{ADDRESS['mon-a']}:9090/consoles/ironserve.html', timeout=10)\n"
+        "print(page.status); print(page.read().decode())"
+    )
+    status, page = run_python(client, script).split("\n", 1)
+    assert status == "200", page[:500]
+    for heading in ("resources", "performance", "business", "quality", "cost"):
+        assert f"<h2>{heading}</h2>" in page
+    assert page.count("<td>mon-a</td>") == 5, page[:2000]
+    assert page.count("<td>mon-b</td>") == 5
+    assert "error" not in page.lower(), page[:2000]
+    # The canary's answer (1: as recorded) is a value, not a dash, for both hosts.
+    assert page.count('">1</a></td>') >= 2, page[-3000:]
+
+
 def _load(client: str, seconds: float, clients: int) -> str:
     """``clients`` threads sending completions through the front door for ``seconds``; prints the count of 200s."""
     key = HOSTS["mon-a"].file("/etc/ironserve/inference/api-key.env").content_string.strip().split("=", 1)[1]
