@@ -21,7 +21,7 @@ class FilterModule:
     ironserve_frontend_router_id_problem, ironserve_frontend_firewall. Monitoring: ironserve_monitoring_problems,
     ironserve_monitoring_listen_address, ironserve_monitoring_addresses, ironserve_monitoring_engine_targets,
     ironserve_monitoring_prometheus_config, ironserve_monitoring_retention_size, ironserve_monitoring_rules,
-    ironserve_monitoring_dashboard.
+    ironserve_monitoring_file, ironserve_monitoring_dcgm_exporter_argv.
     """
 
     def filters(self):
@@ -66,5 +66,6 @@ class FilterModule:
             "ironserve_monitoring_prometheus_config": monitoring.prometheus_config,
             "ironserve_monitoring_retention_size": monitoring.retention_size,
             "ironserve_monitoring_rules": monitoring.rules,
-            "ironserve_monitoring_dashboard": monitoring.dashboard,
+            "ironserve_monitoring_file": monitoring.generated_file,
+            "ironserve_monitoring_dcgm_exporter_argv": monitoring.dcgm_exporter_argv,
         }

@@ -603,9 +603,78 @@ def grafana_dashboard() -> dict[str, Any]:
     }
 
 
-def dashboard(kind: str) -> str:
-    """The console ("console", HTML with Prometheus's template language) or the Grafana dashboard ("grafana", JSON)
-    as the role writes it."""
+def generated_file(kind: str) -> str:
+    """A file the role writes from this module: the console ("console", HTML with Prometheus's template language),
+    the Grafana dashboard ("grafana", JSON) or the DCGM exporter's counters ("dcgm-counters", CSV)."""
     import json
 
+    if kind == "dcgm-counters":
+        return dcgm_counters_csv()
     return console_template() if kind == "console" else json.dumps(grafana_dashboard(), indent=2) + "\n"
+
+
+# --- NVIDIA's DCGM exporter ------------------------------------------------------------------------------------------
+# Its counters file (DCGM field, Prometheus type, help; dcgm-exporter's etc/default-counters.csv format at 4.5.3-4.8.2):
+# what the rules and panels read, and beside it what an operator looks at when one fires. The default file leaves the
+# ECC counters and clock events out; the alerts need them.
+DCGM_COUNTERS = (
+    ("DCGM_FI_DEV_GPU_TEMP", "gauge", "GPU temperature (in C)."),
+    ("DCGM_FI_DEV_MEMORY_TEMP", "gauge", "Memory temperature (in C)."),
+    ("DCGM_FI_DEV_POWER_USAGE", "gauge", "Power draw (in W)."),
+    ("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", "counter", "Total energy consumption since boot (in mJ)."),
+    ("DCGM_FI_DEV_GPU_UTIL", "gauge", "GPU utilization (in %)."),
+    ("DCGM_FI_DEV_MEM_COPY_UTIL", "gauge", "Memory utilization (in %)."),
+    ("DCGM_FI_DEV_SM_CLOCK", "gauge", "SM clock frequency (in MHz)."),
+    ("DCGM_FI_DEV_FB_FREE", "gauge", "Framebuffer memory free (in MiB)."),
+    ("DCGM_FI_DEV_FB_USED", "gauge", "Framebuffer memory used (in MiB)."),
+    ("DCGM_FI_DEV_XID_ERRORS", "gauge", "Value of the last XID error encountered."),
+    ("DCGM_EXP_XID_ERRORS_COUNT", "counter", "Count of XID errors within the user-specified time window."),
+    ("DCGM_FI_DEV_ECC_SBE_VOL_TOTAL", "counter", "Total number of single-bit volatile ECC errors."),
+    ("DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", "counter", "Total number of double-bit volatile ECC errors."),
+    ("DCGM_FI_DEV_ECC_DBE_AGG_TOTAL", "counter", "Total number of double-bit persistent ECC errors."),
+    ("DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS", "counter", "Number of remapped rows for uncorrectable errors."),
+    ("DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS", "counter", "Number of remapped rows for correctable errors."),
+    ("DCGM_FI_DEV_ROW_REMAP_FAILURE", "gauge", "Whether remapping of rows has failed."),
+    # Throttling: the exporter adds DCGM_FI_DEV_CLOCKS_EVENT_REASONS itself for this count, per reason.
+    ("DCGM_EXP_CLOCK_EVENTS_COUNT", "counter", "Count of clock events within the user-specified time window."),
+    ("DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL", "counter", "Total number of NVLink bandwidth counters for all lanes."),
+    ("DCGM_FI_DEV_PCIE_REPLAY_COUNTER", "counter", "Total number of PCIe retries."),
+    ("DCGM_FI_DRIVER_VERSION", "label", "Driver Version."),
+)
+# Where the counters file sits inside the container (mounted read-only from the host).
+DCGM_COUNTERS_IN_CONTAINER = "/etc/dcgm-exporter/ironserve-counters.csv"
+
+
+def dcgm_counters_csv() -> str:
+    lines = ["# ironserve's counters for NVIDIA's DCGM exporter (ironserve.monitoring.DCGM_COUNTERS)."]
+    lines.append("# DCGM FIELD, Prometheus metric type, help message")
+    lines += [f"{field}, {kind}, {text}" for field, kind, text in DCGM_COUNTERS]
+    return "\n".join(lines) + "\n"
+
+
+def dcgm_exporter_argv(image: str, address: str, port: int, counters: str, container: str) -> list[str]:
+    """The ``docker run`` of the DCGM exporter (its README's, outside Kubernetes): every GPU, SYS_ADMIN for the
+    profiling fields, on the host's network listening only on the monitoring address, with ironserve's counters."""
+    listen = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+    return [
+        "/usr/bin/docker",
+        "run",
+        "--rm",
+        "--name",
+        container,
+        "--gpus",
+        "all",
+        "--cap-drop",
+        "ALL",
+        "--cap-add",
+        "SYS_ADMIN",
+        "--network",
+        "host",
+        "--volume",
+        f"{counters}:{DCGM_COUNTERS_IN_CONTAINER}:ro",
+        image,
+        "--collectors",
+        DCGM_COUNTERS_IN_CONTAINER,
+        "--address",
+        listen,
+    ]

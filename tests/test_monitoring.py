@@ -111,7 +111,7 @@ def rendered(tmp_path_factory) -> Path:
         "_monitoring_engines": monitoring.engine_targets(RECORDS),
         "_retention_size": "51200MB",
         "_peers": ["192.0.2.12"],
-        "monitoring_gpu_hosts": ["gpu01", "gpu02"],
+        "_monitoring_gpu_hosts": ["gpu01", "gpu02"],
         "monitoring_alert_webhooks": ["https://oncall.example.org/hook?token=x"],
     }
     names = ("prometheus.yml", "alertmanager.yml", "prometheus.default", "prometheus-alertmanager.default")
@@ -271,8 +271,8 @@ def test_every_panel_reads_only_what_the_exporters_and_recording_rules_give():
 
 
 def test_the_console_and_the_grafana_dashboard_carry_every_panel():
-    console = monitoring.dashboard("console")
-    grafana = json.loads(monitoring.dashboard("grafana"))
+    console = monitoring.generated_file("console")
+    grafana = json.loads(monitoring.generated_file("grafana"))
     charts = [p for p in grafana["panels"] if p["type"] == "timeseries"]
     assert [(p["title"], p["targets"][0]["expr"]) for p in charts] == [(t, e) for _, t, e, _ in monitoring.PANELS]
     assert len({p["id"] for p in grafana["panels"]}) == len(grafana["panels"])
@@ -282,3 +282,59 @@ def test_the_console_and_the_grafana_dashboard_carry_every_panel():
     # Go's template language: every action opened is closed.
     assert console.count("{{") == console.count("}}")
     assert console.count("{{ range ") + console.count("{{ with ") == console.count("{{ end }}")
+
+
+def test_the_dcgm_counters_carry_every_field_the_rules_and_panels_read():
+    csv = monitoring.generated_file("dcgm-counters")
+    fields = [line.split(",")[0].strip() for line in csv.splitlines() if line and not line.startswith("#")]
+    assert all(len(line.split(",")) >= 3 for line in csv.splitlines() if line and not line.startswith("#"))
+    read = set()
+    for group in monitoring.alert_rules(DEFAULTS)["groups"] + monitoring.recording_rules()["groups"]:
+        for rule in group["rules"]:
+            read |= {name for name in _metric_names(rule["expr"]) if name.startswith("DCGM_")}
+    read |= {name for _, _, expr, _ in monitoring.PANELS for name in _metric_names(expr) if name.startswith("DCGM_")}
+    assert read
+    assert read <= set(fields), read - set(fields)
+    # What the issue names: Xid, ECC, row remapping, throttling (clock events), power, energy, NVLink traffic.
+    for field in (
+        "DCGM_FI_DEV_XID_ERRORS",
+        "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL",
+        "DCGM_FI_DEV_ROW_REMAP_FAILURE",
+        "DCGM_EXP_CLOCK_EVENTS_COUNT",
+        "DCGM_FI_DEV_POWER_USAGE",
+        "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION",
+        "DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL",
+    ):
+        assert field in fields
+
+
+def test_the_dcgm_exporter_runs_on_every_gpu_on_the_monitoring_address_only(tmp_path):
+    variables = {
+        "_monitoring_address": "192.0.2.11",
+        "ansible_managed": "managed",
+    }
+    vars_files = (ROLE / "defaults/main.yml", ROLE / "vars/Debian.yml", ROLE / "vars/main.yml")
+    unit = tmp_path / "ironserve-dcgm-exporter.service"
+    render(tmp_path, {ROLE / "templates/ironserve-dcgm-exporter.service.j2": unit}, variables, vars_files)
+    start = next(line for line in unit.read_text().splitlines() if line.startswith("ExecStart="))
+    argv = start.removeprefix("ExecStart=").split()
+    image = DEFAULTS["monitoring_dcgm_exporter_image"]
+    assert argv[:2] == ["/usr/bin/docker", "run"]
+    assert argv[argv.index("--gpus") + 1] == "all"
+    assert argv[argv.index("--cap-add") + 1] == "SYS_ADMIN"
+    assert argv[argv.index("--network") + 1] == "host"
+    # Everything after the image goes to dcgm-exporter itself (the image's entrypoint passes "$@" on).
+    assert argv[argv.index(image) + 1 :] == [
+        "--collectors",
+        monitoring.DCGM_COUNTERS_IN_CONTAINER,
+        "--address",
+        "192.0.2.11:9400",
+    ]
+    assert f"/etc/ironserve/monitoring/dcgm-counters.csv:{monitoring.DCGM_COUNTERS_IN_CONTAINER}:ro" in argv
+
+
+def test_the_bundle_copies_the_exporter_the_role_runs():
+    from ironserve.bundle import images
+
+    assert DEFAULTS["monitoring_dcgm_exporter_image"] == images.DCGM_EXPORTER_IMAGE
+    assert DEFAULTS["monitoring_dcgm_exporter_image"] in images.default_images()

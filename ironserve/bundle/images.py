@@ -29,10 +29,17 @@ CHUNK = 4 * 1024 * 1024
 PLATFORM = ("--override-os", "linux", "--override-arch", "amd64")
 
 
-# NVIDIA's DCGM exporter (port 9400), for the monitoring stage: not in Debian. The tag pairs DCGM 4.5.3 with the
-# exporter 4.8.2; its registry manifest (an OCI index for linux/amd64 and arm64) was checked with docker manifest
-# inspect in NVIDIA/deepops#1348. The distroless variant: no shell or package manager beside the exporter.
-DCGM_EXPORTER_IMAGE = "nvcr.io/nvidia/k8s/dcgm-exporter:4.5.3-4.8.2-distroless"
+def _dcgm_exporter_image() -> str:
+    """NVIDIA's DCGM exporter, for the monitoring stage (not in Debian): the monitoring role's default is the pin."""
+    import yaml
+
+    from ironserve import paths
+
+    defaults = paths.REPO_ROOT / "roles" / "monitoring" / "defaults" / "main.yml"
+    return str(yaml.safe_load(defaults.read_text())["monitoring_dcgm_exporter_image"])
+
+
+DCGM_EXPORTER_IMAGE = _dcgm_exporter_image()
 
 
 def default_images() -> list[str]:
