@@ -188,67 +188,27 @@ def _reporter(args: argparse.Namespace, stage_names: list[str]):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from datetime import UTC, datetime
+    from ironserve import run
 
-    from ironserve import run, stages
-
-    site = Path(args.site)
-    inventory = Path(args.inventory) if args.inventory else None
-    resumed_from = None
-    if args.resume:
-        if args.stages or args.start or args.limit or args.inventory:
-            print(
-                "ironserve: --resume takes the inventory, stages and hosts from the previous run; drop --inventory, "
-                "--stages, --from and --limit",
-                file=sys.stderr,
-            )
-            return EXIT_BAD_INPUT
-        previous = run.find_run(None)
-        if previous is None:
-            print(
-                "ironserve: --resume found no previous run under " + str(run.artifacts_dir() / "runs"), file=sys.stderr
-            )
-            return EXIT_BAD_INPUT
-        site = Path(previous.site) if previous.site else site
-        available = {s.name: s for s in stages.from_site(site)}
-        plan = run.resume_plan(previous)
-        if not plan:
-            print(f"run {previous.id} completed every stage; nothing to resume")
-            return EXIT_OK
-        missing = [name for name, _ in plan if name not in available]
-        if missing:
-            raise stages.StageError(f"run {previous.id} had stage(s) {', '.join(missing)} that {site} no longer has")
-        selected = [(available[name], limit) for name, limit in plan]
-        inventory, limit, check, diff = Path(previous.inventory), previous.limit, previous.check, previous.diff
-        resumed_from = previous.id
-        if not inventory.exists():
-            print(f"ironserve: run {previous.id} used inventory {inventory}, which no longer exists", file=sys.stderr)
-            return EXIT_BAD_INPUT
-    else:
-        if inventory is None:
-            # No default: a run without one would provision whatever a default names (the lab's, on a site).
-            print("ironserve: name the inventory to provision: ironserve run --inventory PATH", file=sys.stderr)
-            return EXIT_BAD_INPUT
-        if not inventory.exists():
-            print(f"ironserve: inventory {inventory} does not exist", file=sys.stderr)
-            return EXIT_BAD_INPUT
-        available = {s.name: s for s in stages.from_site(site)}
-        only = stages.parse_names(args.stages) if args.stages is not None else None
-        chosen = stages.select(list(available.values()), only, args.start)
-        selected = [(stage, args.limit) for stage in chosen]
-        limit, check, diff = args.limit, args.check, args.diff
-    record = run.RunRecord(
-        id=run.new_run_id(),
-        started=datetime.now(UTC).isoformat(timespec="seconds"),
-        inventory=str(inventory.resolve()),
-        limit=limit,
-        check=check,
-        diff=diff,
-        stages=[],
-        site=str(site.resolve()),
-        resumed_from=resumed_from,
-    )
-    return run.execute(selected, record, inventory, _reporter(args, [s.name for s, _ in selected]))
+    try:
+        planned = run.plan(
+            Path(args.site),
+            Path(args.inventory) if args.inventory else None,
+            args.stages,
+            args.start,
+            args.limit,
+            args.check,
+            args.diff,
+            args.resume,
+        )
+    except run.RunInputError as exc:
+        print(f"ironserve: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if planned.nothing_to_do:
+        print(planned.nothing_to_do)
+        return EXIT_OK
+    names = [stage.name for stage, _ in planned.stages]
+    return run.execute(planned.stages, planned.record, planned.inventory, _reporter(args, names))
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -129,6 +129,82 @@ def resume_plan(previous: RunRecord) -> list[tuple[str, str | None]]:
     return []
 
 
+class RunInputError(ValueError):
+    """A run that cannot be planned from what was given; the message names the option and the fix."""
+
+
+@dataclass
+class RunPlan:
+    """What ``ironserve run`` will do: the stages (each with its host limit), the record it starts, the inventory;
+    or, with ``nothing_to_do``, why nothing runs."""
+
+    stages: list[tuple[Stage, str | None]]
+    record: RunRecord | None
+    inventory: Path | None
+    nothing_to_do: str = ""
+
+
+def plan(
+    site: Path,
+    inventory: Path | None,
+    stage_names: str | None = None,
+    start: str | None = None,
+    limit: str | None = None,
+    check: bool = False,
+    diff: bool = False,
+    resume: bool = False,
+) -> RunPlan:
+    """Plan a run of ``site``'s stages: the named ones (``stage_names``, comma-separated), those from ``start``, or
+    all; with ``resume``, what completes the latest run, with its own inventory, hosts and mode. Raises
+    RunInputError (or stages.StageError) for input that cannot work, before anything runs."""
+    from ironserve import stages
+
+    resumed_from = None
+    if resume:
+        if stage_names is not None or start or limit or inventory:
+            raise RunInputError(
+                "--resume takes the inventory, stages and hosts from the previous run; drop --inventory, --stages, "
+                "--from and --limit"
+            )
+        previous = find_run(None)
+        if previous is None:
+            raise RunInputError(f"--resume found no previous run under {artifacts_dir() / 'runs'}")
+        site = Path(previous.site) if previous.site else site
+        available = {s.name: s for s in stages.from_site(site)}
+        remaining = resume_plan(previous)
+        if not remaining:
+            return RunPlan([], None, None, f"run {previous.id} completed every stage; nothing to resume")
+        missing = [name for name, _ in remaining if name not in available]
+        if missing:
+            raise stages.StageError(f"run {previous.id} had stage(s) {', '.join(missing)} that {site} no longer has")
+        selected = [(available[name], host_limit) for name, host_limit in remaining]
+        inventory, limit, check, diff = Path(previous.inventory), previous.limit, previous.check, previous.diff
+        resumed_from = previous.id
+        if not inventory.exists():
+            raise RunInputError(f"run {previous.id} used inventory {inventory}, which no longer exists")
+    else:
+        if inventory is None:
+            # No default: a run without one would provision whatever a default names (the lab's, on a site).
+            raise RunInputError("name the inventory to provision: ironserve run --inventory PATH")
+        if not inventory.exists():
+            raise RunInputError(f"inventory {inventory} does not exist")
+        available = {s.name: s for s in stages.from_site(site)}
+        only = stages.parse_names(stage_names) if stage_names is not None else None
+        selected = [(stage, limit) for stage in stages.select(list(available.values()), only, start)]
+    record = RunRecord(
+        id=new_run_id(),
+        started=datetime.now(UTC).isoformat(timespec="seconds"),
+        inventory=str(inventory.resolve()),
+        limit=limit,
+        check=check,
+        diff=diff,
+        stages=[],
+        site=str(site.resolve()),
+        resumed_from=resumed_from,
+    )
+    return RunPlan(selected, record, inventory)
+
+
 class Reporter(Protocol):
     def stage_start(self, record: StageRecord) -> None: ...
     def task_start(self, record: StageRecord, task: str) -> None: ...
@@ -147,6 +223,14 @@ def _message(result: dict) -> str:
         if value:
             return str(value).strip()
     return json.dumps(result)[:500]
+
+
+def runner_path() -> str:
+    """The PATH ansible-runner's job gets (this process's is left alone): the folder of the ansible-playbook beside
+    this Python first (an unactivated venv), then this process's PATH."""
+    tools = str(Path(paths.tool("ansible-playbook")).parent)
+    inherited = [entry for entry in os.environ.get("PATH", "").split(os.pathsep) if entry and entry != tools]
+    return os.pathsep.join([tools, *inherited])
 
 
 def run_stage(stage: Stage, record: StageRecord, run: RunRecord, inventory: Path, reporter: Reporter) -> None:
@@ -191,6 +275,7 @@ def run_stage(stage: Stage, record: StageRecord, run: RunRecord, inventory: Path
         limit=record.limit,
         cmdline=cmdline or None,
         envvars={
+            "PATH": runner_path(),
             "ANSIBLE_CONFIG": str(paths.REPO_ROOT / "ansible.cfg"),
             "IRONSERVE_ARTIFACTS_DIR": str(artifacts_dir()),
             "ANSIBLE_NOCOLOR": "1",
@@ -228,10 +313,6 @@ def collect_reports(run: RunRecord) -> None:
 
 def execute(stages: list[tuple[Stage, str | None]], run: RunRecord, inventory: Path, reporter: Reporter) -> int:
     """Run the stages in order, stopping at the first that fails; save the record after every stage."""
-    # ansible-runner finds ansible-playbook on PATH: make it the one beside this Python (an unactivated venv).
-    tools = str(Path(paths.tool("ansible-playbook")).parent)
-    if tools not in os.environ.get("PATH", "").split(os.pathsep):
-        os.environ["PATH"] = tools + os.pathsep + os.environ.get("PATH", "")
     run.stages = [StageRecord(name=s.name, playbook=str(s.playbook), limit=limit) for s, limit in stages]
     run.save()
     for (stage, _), record in zip(stages, run.stages, strict=True):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+from pathlib import Path
 
 from ironserve import cli
 
@@ -198,9 +199,22 @@ def test_forward_refuses_what_it_cannot_do_before_starting_anything(tmp_path, mo
     assert f"127.0.0.1:{port} is taken on this machine" in capsys.readouterr().err
 
 
-def test_down_stops_the_labs_forwards_and_leftovers_sees_one_left(tmp_path, monkeypatch):
+def _named_process(log: Path):
+    """A process whose command line names ``log`` as a forward's ssh does, returned once it has exec'd: until then
+    its /proc cmdline is the parent's, and a check of it races the child (seen on a loaded machine)."""
     import subprocess
     import sys
+    import time
+
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "-E", str(log)])
+    deadline = time.monotonic() + 10
+    while str(log).encode() not in Path(f"/proc/{process.pid}/cmdline").read_bytes():
+        assert time.monotonic() < deadline, "the stand-in forward did not start"
+        time.sleep(0.01)
+    return process
+
+
+def test_down_stops_the_labs_forwards_and_leftovers_sees_one_left(tmp_path, monkeypatch):
 
     from ironserve.lab import lab
 
@@ -209,7 +223,7 @@ def test_down_stops_the_labs_forwards_and_leftovers_sees_one_left(tmp_path, monk
     folder.mkdir(parents=True)
     log = folder / "forward-8443.log"
     # A process named like a forward (its log in the lab's folder is in its argv, as ssh's -E is).
-    forwarder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "-E", str(log)])
+    forwarder = _named_process(log)
     state = {"machines": [], "bridge": "isv000000br", "taps": [], "forwards": [{"pid": forwarder.pid, "log": str(log)}]}
     lab.state_file("demo").write_text(json.dumps(state))
     try:
@@ -222,8 +236,6 @@ def test_down_stops_the_labs_forwards_and_leftovers_sees_one_left(tmp_path, monk
 
 
 def test_a_running_forward_to_the_same_target_is_kept(tmp_path, monkeypatch):
-    import subprocess
-    import sys
 
     from ironserve.lab import lab
 
@@ -231,7 +243,7 @@ def test_a_running_forward_to_the_same_target_is_kept(tmp_path, monkeypatch):
     folder = lab.lab_folder("demo")
     folder.mkdir(parents=True)
     log = folder / "forward-8443.log"
-    forwarder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "-E", str(log)])
+    forwarder = _named_process(log)
     forwards = [{"pid": forwarder.pid, "local_port": 8443, "target": "10.99.0.100:443", "log": str(log)}]
     state = {"machines": [{"name": "gpu-a", "ssh_port": 22101}], "forwards": forwards}
     lab.state_file("demo").write_text(json.dumps(state))

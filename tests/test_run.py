@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ def test_stages_come_from_site_yml_in_order():
         "storage",
         "inference",
         "frontend",
+        "monitoring",
     ]
     found = stages.from_site(SITE / "site.yml")
     assert [(s.name, s.playbook.name) for s in found] == [("one", "one.yml"), ("two", "two.yml")]
@@ -206,3 +208,49 @@ def test_a_plain_log_gets_a_progress_line_while_a_stage_runs(tmp_path):
     assert lines[-1].startswith("== stage storage: ok in 1.0 s")
     time.sleep(0.15)
     assert out.getvalue().splitlines() == lines  # nothing after the stage ended
+
+
+# Planning a run is the run package's (the CLI only parses and prints): each case without the CLI.
+def test_plan_selects_stages_with_the_runs_limit_and_mode(tmp_path, monkeypatch):
+    monkeypatch.setenv("IRONSERVE_ARTIFACTS_DIR", str(tmp_path))
+    planned = run.plan(SITE / "site.yml", SITE / "inventory.yml", "two", None, "h1", True, False)
+    assert [(stage.name, limit) for stage, limit in planned.stages] == [("two", "h1")]
+    assert (planned.record.limit, planned.record.check, planned.record.diff) == ("h1", True, False)
+    assert planned.record.inventory == str((SITE / "inventory.yml").resolve())
+    assert [s.name for s, _ in run.plan(SITE / "site.yml", SITE / "inventory.yml", start="one").stages] == [
+        "one",
+        "two",
+    ]
+    assert not (tmp_path / "runs").exists()  # planning writes nothing
+
+
+@pytest.mark.parametrize(
+    ("inventory", "options", "message"),
+    [
+        (None, {}, "name the inventory to provision"),
+        ("missing.yml", {}, "does not exist"),
+        ("inventory.yml", {"resume": True}, "drop --inventory"),
+        (None, {"resume": True, "limit": "h1"}, "drop --inventory, --stages, --from and --limit"),
+        (None, {"resume": True}, "found no previous run"),
+    ],
+)
+def test_plan_refuses_input_that_cannot_work(tmp_path, monkeypatch, inventory, options, message):
+    monkeypatch.setenv("IRONSERVE_ARTIFACTS_DIR", str(tmp_path))
+    with pytest.raises(run.RunInputError, match=message):
+        run.plan(SITE / "site.yml", SITE / inventory if inventory else None, **options)
+
+
+def test_plan_of_unknown_or_empty_stages_is_bad_input(tmp_path, monkeypatch):
+    monkeypatch.setenv("IRONSERVE_ARTIFACTS_DIR", str(tmp_path))
+    with pytest.raises(stages.StageError, match="no stage named 'three'"):
+        run.plan(SITE / "site.yml", SITE / "inventory.yml", "three")
+    with pytest.raises(stages.StageError, match="names an empty stage"):
+        run.plan(SITE / "site.yml", SITE / "inventory.yml", "")
+
+
+def test_the_runner_gets_the_venvs_tools_first_and_this_process_keeps_its_path(monkeypatch):
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    tools = str(Path(paths.tool("ansible-playbook")).parent)
+    assert run.runner_path().split(":")[0] == tools
+    assert run.runner_path().split(":")[1:] == [p for p in ("/usr/bin", "/bin") if p != tools]
+    assert os.environ["PATH"] == "/usr/bin:/bin"
