@@ -19,7 +19,7 @@ class FilterModule:
     ironserve_frontend_backends, ironserve_frontend_interface, ironserve_frontend_own_address,
     ironserve_frontend_priorities, ironserve_frontend_tls_problems,
     ironserve_frontend_router_id_problem, ironserve_frontend_firewall. Monitoring: ironserve_monitoring_problems,
-    ironserve_monitoring_listen_address, ironserve_monitoring_addresses, ironserve_monitoring_engine_targets,
+    ironserve_monitoring_listen_address, ironserve_monitoring_addresses, ironserve_monitoring_host_targets,
     ironserve_monitoring_prometheus_config, ironserve_monitoring_retention_size, ironserve_monitoring_rules,
     ironserve_monitoring_file, ironserve_monitoring_dcgm_exporter_argv.
     """
@@ -62,7 +62,7 @@ class FilterModule:
             "ironserve_monitoring_problems": monitoring.problems,
             "ironserve_monitoring_listen_address": monitoring.listen_address,
             "ironserve_monitoring_addresses": monitoring.addresses,
-            "ironserve_monitoring_engine_targets": monitoring.engine_targets,
+            "ironserve_monitoring_host_targets": monitoring.host_targets,
             "ironserve_monitoring_prometheus_config": monitoring.prometheus_config,
             "ironserve_monitoring_retention_size": monitoring.retention_size,
             "ironserve_monitoring_rules": monitoring.rules,

@@ -48,60 +48,62 @@ def addresses(hostvars: Any, hosts: list[str]) -> dict[str, str]:
     return found
 
 
-def engine_targets(records: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """The engines Prometheus scrapes, from each inference host's record (/etc/ironserve/inference/ready.json): the
-    ranks that serve the API, at the address and port they serve it on (vLLM and SGLang answer /metrics there without
-    the API key; SGLang only with --enable-metrics, which the inference role passes)."""
-    targets = []
-    for host in sorted(records):
-        record = records[host]
-        if not record.get("serves_api", True):
-            continue
+# Each host registers its own targets with every monitoring server, one file per job (Prometheus's file-based
+# discovery): a run limited to some hosts, or one that cannot reach a host, rewrites only the files of the hosts in
+# it, and the others stay scraped. Jobs whose targets come from the hosts themselves:
+TARGET_JOBS = ("node", "engine", "gpu")
+TARGETS_DIR = "/etc/prometheus/targets"
+
+
+def _listen(address: str, port: int | str) -> str:
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+def host_targets(
+    host: str, address: str, settings: dict[str, Any], record: dict[str, Any] | None, gpu_exporter: bool
+) -> dict[str, list[dict[str, Any]]]:
+    """This host's file-based discovery content per job (an empty list: the job has no target here, its file goes):
+    its node_exporter; its engine, at the address and port of its record (/etc/ironserve/inference/ready.json) when
+    it serves the API (vLLM and SGLang answer /metrics there without the API key; SGLang with --enable-metrics,
+    which the inference role passes); its GPUs' DCGM exporter."""
+    labels = {HOST_LABEL: host}
+    found: dict[str, list[dict[str, Any]]] = {job: [] for job in TARGET_JOBS}
+    found["node"] = [{"targets": [_listen(address, settings["monitoring_node_exporter_port"])], "labels": labels}]
+    if record and record.get("serves_api", True):
         url = urlsplit(record["url"])
-        address = url.hostname or ""
-        netloc = f"[{address}]:{url.port or 80}" if ":" in address else f"{address}:{url.port or 80}"
-        targets.append({"host": host, "target": netloc, "scheme": url.scheme or "http"})
-    return targets
+        engine_labels = {**labels, "__scheme__": url.scheme or "http"}
+        found["engine"] = [{"targets": [_listen(url.hostname or "", url.port or 80)], "labels": engine_labels}]
+    if gpu_exporter:
+        found["gpu"] = [{"targets": [_listen(address, settings["monitoring_dcgm_exporter_port"])], "labels": labels}]
+    return found
 
 
 def _duration(seconds: float) -> str:
     return f"{int(seconds)}s" if float(seconds).is_integer() else f"{int(seconds * 1000)}ms"
 
 
-def _static(targets: list[tuple[str, str]]) -> list[dict[str, Any]]:
-    return [{"targets": [target], "labels": {HOST_LABEL: host}} for host, target in targets]
-
-
-def prometheus_config(
-    settings: dict[str, Any],
-    addresses: dict[str, str],
-    servers: list[str],
-    engines: list[dict[str, Any]],
-    gpu_hosts: list[str],
-) -> dict[str, Any]:
-    """Prometheus's configuration: every host's node_exporter, every engine, the GPU exporter of each host with
-    NVIDIA GPUs, each monitoring server's Prometheus and Alertmanager; alerts go to every Alertmanager (they
-    deduplicate among themselves). ``addresses`` maps each host to its listen address (:func:`listen_address`)."""
+def prometheus_config(settings: dict[str, Any], server_addresses: dict[str, str], servers: list[str]) -> dict[str, Any]:
+    """Prometheus's configuration: every host's node_exporter, engine and GPU exporter from the files each host
+    registers (:func:`host_targets`), each monitoring server's Prometheus and Alertmanager; alerts go to every
+    Alertmanager (they deduplicate among themselves). ``server_addresses`` maps each server to its listen address."""
     interval = float(settings["monitoring_scrape_interval_seconds"])
 
-    def at(host: str, port_setting: str) -> tuple[str, str]:
-        return host, f"{addresses[host]}:{settings[port_setting]}"
+    def static(port_setting: str) -> list[dict[str, Any]]:
+        return [
+            {"targets": [_listen(server_addresses[h], settings[port_setting])], "labels": {HOST_LABEL: h}}
+            for h in servers
+        ]
 
-    jobs = [
-        ("prometheus", [at(h, "monitoring_prometheus_port") for h in servers]),
-        ("alertmanager", [at(h, "monitoring_alertmanager_port") for h in servers]),
-        ("node", [at(h, "monitoring_node_exporter_port") for h in sorted(addresses)]),
-        ("gpu", [at(h, "monitoring_dcgm_exporter_port") for h in sorted(gpu_hosts)]),
+    scrape_configs: list[dict[str, Any]] = [
+        {"job_name": "prometheus", "static_configs": static("monitoring_prometheus_port")},
+        {"job_name": "alertmanager", "static_configs": static("monitoring_alertmanager_port")},
     ]
-    scrape_configs = [{"job_name": name, "static_configs": _static(targets)} for name, targets in jobs if targets]
-    for scheme in sorted({engine["scheme"] for engine in engines}):
-        chosen = [(e["host"], e["target"]) for e in engines if e["scheme"] == scheme]
+    for job in TARGET_JOBS:
         scrape_configs.append(
             {
-                "job_name": "engine" if scheme == "http" else f"engine-{scheme}",
-                "scheme": scheme,
+                "job_name": job,
                 "metrics_path": "/metrics",
-                "static_configs": _static(chosen),
+                "file_sd_configs": [{"files": [f"{TARGETS_DIR}/{job}/*.yml"], "refresh_interval": "1m"}],
             }
         )
     return {
@@ -119,7 +121,13 @@ def prometheus_config(
                     # Prometheus sends each batch to every Alertmanager and waits for all before the next: one that
                     # went down with its host may delay the others' alerts by this much, not by the default 10 s.
                     "timeout": _duration(min(interval / 2, 10.0)),
-                    "static_configs": [{"targets": [at(h, "monitoring_alertmanager_port")[1] for h in servers]}],
+                    "static_configs": [
+                        {
+                            "targets": [
+                                _listen(server_addresses[h], settings["monitoring_alertmanager_port"]) for h in servers
+                            ]
+                        }
+                    ],
                 }
             ]
         },
@@ -261,7 +269,9 @@ def recording_rules() -> dict[str, Any]:
     resources = [
         {
             "record": "ironserve:gpu_memory_used_ratio",
-            "expr": f"sum {by} (DCGM_FI_DEV_FB_USED) / sum {by} (DCGM_FI_DEV_FB_USED + DCGM_FI_DEV_FB_FREE)",
+            # Used over the whole framebuffer: used, free and what the driver reserves.
+            "expr": f"sum {by} (DCGM_FI_DEV_FB_USED) "
+            f"/ sum {by} (DCGM_FI_DEV_FB_USED + DCGM_FI_DEV_FB_FREE + DCGM_FI_DEV_FB_RESERVED)",
         },
         {"record": "ironserve:gpu_utilisation_ratio", "expr": f"avg {by} (DCGM_FI_DEV_GPU_UTIL) / 100"},
         {
@@ -277,13 +287,14 @@ def recording_rules() -> dict[str, Any]:
         },
         {
             "record": f"ironserve:joules_per_generated_token:rate{WINDOW}",
-            "expr": f"ironserve:gpu_power_watts:rate{WINDOW} / ironserve:engine_generation_tokens:rate{WINDOW} > 0",
+            # No tokens (idle GPUs): no value, not +Inf.
+            "expr": f"ironserve:gpu_power_watts:rate{WINDOW} / (ironserve:engine_generation_tokens:rate{WINDOW} > 0)",
         },
         {
-            # GPUs times one hour, over the thousands of requests that hour finished.
+            # GPUs times one hour, over the thousands of requests the last hour finished.
             "record": "ironserve:gpu_hours_per_thousand_requests:1h",
             "expr": f"count {by} (DCGM_FI_DEV_GPU_TEMP) "
-            f"/ (ironserve:engine_requests_finished:rate{WINDOW} * 3600 / 1000 > 0)",
+            f"/ (avg_over_time(ironserve:engine_requests_finished:rate{WINDOW}[1h]) * 3600 / 1000 > 0)",
         },
     ]
     quality = [
@@ -320,6 +331,8 @@ def alert_rules(settings: dict[str, Any]) -> dict[str, Any]:
     interval = float(settings["monitoring_scrape_interval_seconds"])
     trend = _duration(max(300.0, 10 * interval))
     xids = [int(x) for x in settings["monitoring_critical_xids"]]
+    # Three of the canary's intervals without a run.
+    canary_stale = 3 * 60 * max(1, int(settings["monitoring_canary_interval_minutes"]))
     h = "{{ $labels.host }}"
     value = "{{ $value | humanize }}"
     targets = [
@@ -351,13 +364,14 @@ def alert_rules(settings: dict[str, Any]) -> dict[str, Any]:
     gpu = [
         _alert(
             "GpuXidCritical",
-            # The gauge holds the last Xid's number.
-            " or ".join(f"DCGM_FI_DEV_XID_ERRORS == {xid}" for xid in xids),
+            # Counted per Xid over the exporter's window (5 minutes): a later harmless Xid does not hide a critical
+            # one, a repeat counts, and the alert clears a window after the last (the last-Xid gauge does none of it).
+            f'DCGM_EXP_XID_ERRORS_COUNT{{xid=~"{"|".join(str(x) for x in xids)}"}} > 0',
             "critical",
-            f"GPU {{{{ $labels.gpu }}}} on {h} reported Xid {value}",
+            f"GPU {{{{ $labels.gpu }}}} on {h} reported Xid {{{{ $labels.xid }}}} ({value} in 5 minutes)",
             "An Xid in NVIDIA's list of errors that need a GPU reset, a reboot or a service call. Drain the host "
             "(stop its engine: the front door fails over), read dmesg for the Xid's detail, then follow NVIDIA's "
-            "Xid catalog for that number.",
+            "Xid catalog for that number. It clears five minutes (the exporter's window) after the last such Xid.",
         ),
         _alert(
             "GpuEccDoubleBit",
@@ -450,6 +464,14 @@ def alert_rules(settings: dict[str, Any]) -> dict[str, Any]:
             trend,
         ),
         _alert(
+            "CanaryNotRunning",
+            f"time() - ironserve_canary_last_run_timestamp_seconds > {canary_stale}",
+            "warning",
+            f"The canary on {h} has not run for {{{{ $value | humanizeDuration }}}}",
+            "Its last answer no longer says anything. systemctl status ironserve-canary.timer "
+            "ironserve-canary.service; journalctl -u ironserve-canary.",
+        ),
+        _alert(
             "CanaryDrift",
             "ironserve:canary_answer_matches == 0",
             "critical",
@@ -469,7 +491,9 @@ def alert_rules(settings: dict[str, Any]) -> dict[str, Any]:
         ),
         _alert(
             "NoFloatingAddressHolder",
-            'sum(ironserve_vrrp_state{state="MASTER"}) == 0',
+            # Also when no node reports at all any more (both down), as long as one did in the last hour.
+            '(sum(ironserve_vrrp_state{state="MASTER"}) or vector(0)) == 0 '
+            "and on() count(last_over_time(ironserve_vrrp_state[1h])) > 0",
             "critical",
             "No inference host holds the floating service address: clients get no answer",
             "Both nodes' checks fail (engines down or HAProxy down) or keepalived is stopped on both. "
@@ -482,6 +506,8 @@ def alert_rules(settings: dict[str, Any]) -> dict[str, Any]:
             "More than one host holds the floating service address",
             "The nodes cannot hear each other's VRRP adverts: check the service segment between them and the "
             "split-brain journal (journalctl -u ironserve-split-brain).",
+            # Held: a node back from a power cut reports its old state until keepalived writes the new one.
+            _duration(2 * interval),
         ),
         _alert(
             "StandbyNotReady",
@@ -537,6 +563,17 @@ PANELS = (
 )
 
 
+# How the console shows a value of each panel unit (Prometheus's template functions).
+CONSOLE_FORMAT = {
+    "percentunit": "humanizePercentage",
+    "s": "humanizeDuration",
+    "Bps": 'humanize1024 | printf "%sB/s"',
+    "watt": 'humanize | printf "%s W"',
+    "bool": 'printf "%.0f"',
+    "short": "humanize",
+}
+
+
 def console_template() -> str:
     """A Prometheus console (Go template, served at /consoles/ironserve.html): per dimension, a table of every host's
     current value of each panel, each value linking to its graph in Prometheus."""
@@ -549,17 +586,17 @@ def console_template() -> str:
         "<p>Each value is the latest of its recording rule (ironserve.monitoring); a dash: no series on that host.</p>",
     ]
     for dimension in dict.fromkeys(d for d, _, _, _ in PANELS):
-        panels = [(title, expr) for d, title, expr, _ in PANELS if d == dimension]
+        panels = [(title, expr, unit) for d, title, expr, unit in PANELS if d == dimension]
         lines.append(f"<h2>{dimension}</h2>")
-        lines.append("<table><tr><th>host</th>" + "".join(f"<th>{title}</th>" for title, _ in panels) + "</tr>")
+        lines.append("<table><tr><th>host</th>" + "".join(f"<th>{title}</th>" for title, _, _ in panels) + "</tr>")
         lines.append(f'{{{{ range $node := query `up{{job="node"}}` | sortByLabel "{HOST_LABEL}" }}}}')
         lines.append(f"<tr><td>{{{{ $node.Labels.{HOST_LABEL} }}}}</td>")
-        for _, expr in panels:
+        for _, expr, unit in panels:
             scoped = f'({expr}) and on({HOST_LABEL}) up{{job="node",{HOST_LABEL}="%s"}}'
             lines.append(
                 f"<td>{{{{ with query (printf `{scoped}` $node.Labels.{HOST_LABEL}) }}}}"
                 f'<a href="/graph?g0.expr={{{{ printf `{scoped}` $node.Labels.{HOST_LABEL} | urlquery }}}}">'
-                "{{ . | first | value | humanize }}</a>{{ else }}-{{ end }}</td>"
+                f"{{{{ . | first | value | {CONSOLE_FORMAT[unit]} }}}}</a>{{{{ else }}}}-{{{{ end }}}}</td>"
             )
         lines.append("</tr>{{ end }}</table>")
     lines.append("</body></html>")
@@ -627,6 +664,7 @@ DCGM_COUNTERS = (
     ("DCGM_FI_DEV_SM_CLOCK", "gauge", "SM clock frequency (in MHz)."),
     ("DCGM_FI_DEV_FB_FREE", "gauge", "Framebuffer memory free (in MiB)."),
     ("DCGM_FI_DEV_FB_USED", "gauge", "Framebuffer memory used (in MiB)."),
+    ("DCGM_FI_DEV_FB_RESERVED", "gauge", "Framebuffer memory reserved (in MiB)."),
     ("DCGM_FI_DEV_XID_ERRORS", "gauge", "Value of the last XID error encountered."),
     ("DCGM_EXP_XID_ERRORS_COUNT", "counter", "Count of XID errors within the user-specified time window."),
     ("DCGM_FI_DEV_ECC_SBE_VOL_TOTAL", "counter", "Total number of single-bit volatile ECC errors."),

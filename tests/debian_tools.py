@@ -7,7 +7,9 @@ own apt untouched) and unpacked into the bench cache; the binaries are Go progra
 
 from __future__ import annotations
 
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import yaml
@@ -45,6 +47,11 @@ def tool(package: str, binary: str) -> Path:
         subprocess.run(apt.argv("update"), capture_output=True, text=True, check=True)
         subprocess.run(apt.argv("download", f"{package}={version}"), cwd=download, capture_output=True, check=True)
     (deb,) = download.glob(f"{package}_*.deb")
-    subprocess.run(["dpkg-deb", "-x", str(deb), str(folder)], check=True)
-    deb.unlink()
+    # Unpacked beside, then renamed into place: another run finds a whole folder or none, never one half written.
+    unpacked = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
+    subprocess.run(["dpkg-deb", "-x", str(deb), str(unpacked)], check=True)
+    try:
+        unpacked.rename(folder)
+    except OSError:  # another run put it there first
+        shutil.rmtree(unpacked)
     return path
