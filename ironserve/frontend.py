@@ -204,16 +204,25 @@ def router_id_problem(advert: dict[str, Any], router_id: int, interface: str) ->
 
 
 def firewall(
-    backends: dict[str, Any], host: str, peers: list[str], address: str, port: int, failover: bool
+    backends: dict[str, Any],
+    host: str,
+    peers: list[str],
+    address: str,
+    port: int,
+    failover: bool,
+    scrapers: list[str] | tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """What the front door's nftables table refuses on ``host``: the API anywhere but on the floating address, this
-    host's engine to anyone but the front doors (``backends["front_doors"]``), VRRP from anyone but the peers;
-    loopback is always let through."""
+    host's engine to anyone but the front doors (``backends["front_doors"]``) and the monitoring servers that scrape
+    its /metrics (``scrapers``, their IPv4 addresses), VRRP from anyone but the peers; loopback is always let
+    through."""
     own = next((s for s in backends.get("servers", []) if s["name"] == host), None)
+    allowed = set(backends.get("front_doors", []))
+    allowed |= {a for a in scrapers if a and ":" not in a}  # the engines' plane is IPv4 (backends() refuses others)
     return {
         "floating_address": address.split("/")[0],
         "api_port": port,
         "engine_port": own["port"] if own else None,
-        "front_doors": backends.get("front_doors", []),
+        "front_doors": sorted(allowed),
         "vrrp_peers": sorted(peers) if failover else [],
     }

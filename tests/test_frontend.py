@@ -166,3 +166,18 @@ def test_the_firewall_lets_every_front_door_reach_the_engine_and_only_peers_spea
     }
     assert frontend.firewall(backends, "gpu03", [], "192.0.2.100/24", 443, False)["engine_port"] is None
     assert frontend.firewall(backends, "gpu01", ["192.0.2.12"], "192.0.2.100/24", 443, False)["vrrp_peers"] == []
+
+
+def test_the_monitoring_servers_may_scrape_the_engines_too():
+    """Prometheus on hosts of their own (group monitoring_servers) reaches each engine's /metrics through the
+    firewall; an IPv6 address is left out (the engines' plane is IPv4)."""
+    backends = frontend.backends(
+        {
+            "gpu01": {"url": "http://192.0.2.11:8000", "serves_api": True},
+            "gpu02": {"url": "http://192.0.2.12:8000", "serves_api": True},
+        }
+    )
+    rules = frontend.firewall(
+        backends, "gpu01", ["192.0.2.12"], "192.0.2.100/24", 443, True, ["198.51.100.5", "2001:db8::5", ""]
+    )
+    assert rules["front_doors"] == ["192.0.2.11", "192.0.2.12", "198.51.100.5"]
