@@ -285,7 +285,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         base = args.prometheus
         if not base:
             listed = subprocess.run(
-                ["ansible-inventory", "-i", args.inventory, "--list"], capture_output=True, text=True, check=False
+                [paths.tool("ansible-inventory"), "-i", args.inventory, "--list"],
+                capture_output=True,
+                text=True,
+                check=False,
             )
             if listed.returncode != 0:
                 print(f"ironserve: cannot read inventory {args.inventory}: {listed.stderr.strip()}", file=sys.stderr)

@@ -116,3 +116,13 @@ def test_the_inventory_names_the_first_monitoring_server():
     inventory["_meta"]["hostvars"]["gpu02"] = {"monitoring_address": "{{ something }}"}
     with pytest.raises(status.StatusError, match="gpu02 no literal monitoring_address"):
         status.prometheus_from_inventory(inventory)
+
+
+def test_status_finds_prometheus_through_the_inventory(prometheus, tmp_path, capsys):
+    port = prometheus.url.rsplit(":", 1)[1]
+    (tmp_path / "hosts.yml").write_text(
+        "all:\n  children:\n    monitoring_servers:\n      hosts:\n        mon01:\n"
+        f"          monitoring_address: 127.0.0.1\n          monitoring_prometheus_port: {port}\n"
+    )
+    assert cli.main(["status", "--inventory", str(tmp_path / "hosts.yml"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["prometheus"] == prometheus.url
