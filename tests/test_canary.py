@@ -5,7 +5,6 @@ engine's answer changes, records anew when the deployment changes, and says so w
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from loopback import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 CANARY = REPO / "roles" / "monitoring" / "files" / "ironserve-canary.py"
@@ -20,18 +20,12 @@ SERVER = REPO / "tests" / "fixtures" / "standin-engine" / "server.py"
 KEY = "is-0123456789abcdefghijklmnopqrstuvwxyz"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def site(tmp_path):
     """A stand-in engine with its record, key file and the canary's configuration; ``engine(word)`` (re)starts it."""
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "config.json").write_text("{}")
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     (tmp_path / "ready.json").write_text(json.dumps({"url": url, "model": "standin", "serves_api": True}))
     (tmp_path / "compose.yml").write_text("image: standin@sha256:aaaa\n")

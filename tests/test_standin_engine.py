@@ -6,7 +6,6 @@ on a wrong rank or address."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from debian_tools import tool
+from loopback import free_port
 
 from ironserve import engines
 
@@ -25,17 +25,11 @@ KEY = "is-0123456789abcdefghijklmnopqrstuvwxyz"
 RANK_0, RANK_1 = "127.0.0.1", "127.0.0.2"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def group(tmp_path):
     """Start ranks of a two-node stand-in, with the environment the inference role renders for each."""
     (tmp_path / "config.json").write_text("{}")
-    port, rendezvous = _free_port(), _free_port()
+    port, rendezvous = free_port(), free_port()
     addresses = {"node-0": f"{RANK_0}/8", "node-1": f"{RANK_1}/8"}
     started: list[subprocess.Popen] = []
 
@@ -126,7 +120,7 @@ def _metrics(port: int) -> dict[str, float]:
 def test_one_node_queues_beyond_its_batch_and_counts_as_vllm_does(tmp_path):
     """The monitoring scenario's queue and latency alerts read these: vLLM 0.11.0's names, a real queue."""
     (tmp_path / "config.json").write_text("{}")
-    port = _free_port()
+    port = free_port()
     label = 'model_name="standin",engine="0"'
     process = subprocess.Popen(
         [sys.executable, str(SERVER)],
