@@ -166,10 +166,6 @@ def problems(settings: dict[str, Any], addresses: dict[str, str], servers: list[
             f"monitoring_prometheus_retention_fraction is {fraction}: give {FRACTION_RANGE[0]} to "
             f"{FRACTION_RANGE[1]} of the filesystem under {settings['monitoring_prometheus_data_dir']}"
         )
-    if not servers:
-        found.append(
-            "no host runs Prometheus: put hosts in group monitoring_servers (or inference_servers, its default)"
-        )
     for host in sorted(addresses):
         address = addresses[host]
         if not address:

@@ -261,7 +261,8 @@ SETTINGS = {key: value for key, value in DEFAULTS.items() if not isinstance(valu
             {"a": "192.0.2.11"},
             ["monitoring_prometheus_retention_fraction"],
         ),
-        ({}, [], {"a": "192.0.2.11"}, ["monitoring_servers"]),
+        # No monitoring server (no such group, no inference host): exporters only, for a site's own Prometheus.
+        ({}, [], {"a": "192.0.2.11"}, []),
         ({}, ["a"], {"a": "192.0.2.11", "b": ""}, ["b has no address", "monitoring_address"]),
         ({}, ["a"], {"a": "192.0.2.11/24"}, ["monitoring_address '192.0.2.11/24' is not an IP address"]),
         (
