@@ -334,7 +334,7 @@ def alert_rules(settings: dict[str, Any]) -> dict[str, Any]:
     targets = [
         _alert(
             "EngineDown",
-            'up{job=~"engine.*"} == 0',
+            'up{job=~"engine.*",host!=""} == 0',
             "critical",
             f"The engine on {h} does not answer Prometheus",
             "The front door has stopped sending it requests. On the host: systemctl status ironserve-inference; "
@@ -343,7 +343,8 @@ def alert_rules(settings: dict[str, Any]) -> dict[str, Any]:
         ),
         _alert(
             "HostExporterDown",
-            'up{job="node"} == 0',
+            # Only targets this role registered (they carry the host): never one of another configuration's.
+            'up{job="node",host!=""} == 0',
             "critical",
             f"{h} does not answer Prometheus (node_exporter)",
             "The host is down, cut from the management network, or its prometheus-node-exporter stopped. Check "
@@ -351,7 +352,7 @@ def alert_rules(settings: dict[str, Any]) -> dict[str, Any]:
         ),
         _alert(
             "GpuExporterDown",
-            'up{job="gpu"} == 0',
+            'up{job="gpu",host!=""} == 0',
             "critical",
             f"The GPU exporter on {h} does not answer: GPU faults there go unseen",
             "Check the dcgm-exporter container and nvidia-smi on the host.",
