@@ -215,6 +215,11 @@ def _histogram_name(metric: str, suffix: str) -> str:
     return metric + suffix
 
 
+def _rule_groups(**groups: list[dict[str, Any]]) -> dict[str, Any]:
+    """A Prometheus rule file: one group per keyword, named ironserve-<keyword>, in the order given."""
+    return {"groups": [{"name": f"ironserve-{name}", "rules": rules} for name, rules in groups.items()]}
+
+
 def recording_rules() -> dict[str, Any]:
     """The five dimensions as recording rules (Prometheus rule-file format), each named ``ironserve:<what>``."""
     by = f"by ({HOST_LABEL})"
@@ -296,15 +301,7 @@ def recording_rules() -> dict[str, Any]:
     quality = [
         {"record": "ironserve:canary_answer_matches", "expr": f"max {by} (ironserve_canary_answer_matches)"},
     ]
-    return {
-        "groups": [
-            {"name": "ironserve-performance", "rules": engine},
-            {"name": "ironserve-business", "rules": business},
-            {"name": "ironserve-resources", "rules": resources},
-            {"name": "ironserve-cost", "rules": cost},
-            {"name": "ironserve-quality", "rules": quality},
-        ]
-    }
+    return _rule_groups(performance=engine, business=business, resources=resources, cost=cost, quality=quality)
 
 
 RUNBOOK = "docs/monitoring.md#"
@@ -519,16 +516,7 @@ def alert_rules(settings: dict[str, Any]) -> dict[str, Any]:
             _duration(2 * interval),
         ),
     ]
-    return {
-        "groups": [
-            {"name": "ironserve-targets", "rules": targets},
-            {"name": "ironserve-gpu", "rules": gpu},
-            {"name": "ironserve-storage", "rules": storage},
-            {"name": "ironserve-network", "rules": network},
-            {"name": "ironserve-serving", "rules": serving},
-            {"name": "ironserve-failover", "rules": failover},
-        ]
-    }
+    return _rule_groups(targets=targets, gpu=gpu, storage=storage, network=network, serving=serving, failover=failover)
 
 
 def rules(settings: dict[str, Any], kind: str) -> dict[str, Any]:
