@@ -20,8 +20,8 @@ class FilterModule:
     ironserve_frontend_priorities, ironserve_frontend_tls_problems,
     ironserve_frontend_router_id_problem, ironserve_frontend_firewall. Monitoring: ironserve_monitoring_problems,
     ironserve_monitoring_listen_address, ironserve_monitoring_addresses, ironserve_monitoring_host_targets,
-    ironserve_monitoring_prometheus_config, ironserve_monitoring_retention_size, ironserve_monitoring_rules,
-    ironserve_monitoring_file, ironserve_monitoring_dcgm_exporter_argv.
+    ironserve_monitoring_prometheus_config, ironserve_monitoring_retention_size, ironserve_monitoring_file,
+    ironserve_host_port (host:port, an IPv6 address in brackets), ironserve_monitoring_dcgm_exporter_argv.
     """
 
     def filters(self):
@@ -65,7 +65,7 @@ class FilterModule:
             "ironserve_monitoring_host_targets": monitoring.host_targets,
             "ironserve_monitoring_prometheus_config": monitoring.prometheus_config,
             "ironserve_monitoring_retention_size": monitoring.retention_size,
-            "ironserve_monitoring_rules": monitoring.rules,
             "ironserve_monitoring_file": monitoring.generated_file,
+            "ironserve_host_port": engines.host_port,
             "ironserve_monitoring_dcgm_exporter_argv": monitoring.dcgm_exporter_argv,
         }

@@ -277,30 +277,16 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    import subprocess
-
     from ironserve import status
 
     try:
-        base = args.prometheus
-        if not base:
-            listed = subprocess.run(
-                [paths.tool("ansible-inventory"), "-i", args.inventory, "--list"],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            if listed.returncode != 0:
-                print(f"ironserve: cannot read inventory {args.inventory}: {listed.stderr.strip()}", file=sys.stderr)
-                return EXIT_BAD_INPUT
-            base = status.prometheus_from_inventory(json.loads(listed.stdout))
-        found = status.collect(base)
+        found = status.collect(args.prometheus or status.prometheus_of(args.inventory))
     except status.StatusError as exc:
         if args.json:
             print(json.dumps({"error": str(exc)}))
         else:
             print(f"ironserve: {exc}", file=sys.stderr)
-        return EXIT_ENVIRONMENT
+        return EXIT_BAD_INPUT if isinstance(exc, status.InventoryError) else EXIT_ENVIRONMENT
     print(json.dumps(found, indent=2) if args.json else status.table(found), end="\n" if args.json else "")
     return EXIT_HOST_FAILED if found["critical"] else EXIT_OK
 

@@ -64,9 +64,12 @@ def _collections() -> Check:
     return Check("collections", not missing, detail)
 
 
-def _inventory(inventory: Path) -> tuple[Check, list[str]]:
-    if not inventory.exists():
-        return Check("inventory", False, f"{inventory} does not exist"), []
+class InventoryReadError(ValueError):
+    """An inventory Ansible cannot read; the message names it and quotes Ansible."""
+
+
+def read_inventory(inventory: Path | str) -> dict:
+    """The inventory as ``ansible-inventory --list`` gives it (groups, and hostvars under ``_meta``)."""
     result = subprocess.run(
         [paths.tool("ansible-inventory"), "-i", str(inventory), "--list"],
         capture_output=True,
@@ -76,8 +79,17 @@ def _inventory(inventory: Path) -> tuple[Check, list[str]]:
         check=False,
     )
     if result.returncode != 0 or "[WARNING]: Unable to parse" in result.stderr:
-        return Check("inventory", False, f"{inventory} does not parse: {result.stderr.strip()[-400:]}"), []
-    data = json.loads(result.stdout)
+        raise InventoryReadError(f"{inventory} does not parse: {result.stderr.strip()[-400:]}")
+    return json.loads(result.stdout)
+
+
+def _inventory(inventory: Path) -> tuple[Check, list[str]]:
+    if not inventory.exists():
+        return Check("inventory", False, f"{inventory} does not exist"), []
+    try:
+        data = read_inventory(inventory)
+    except InventoryReadError as exc:
+        return Check("inventory", False, str(exc)), []
     hosts = sorted(data.get("_meta", {}).get("hostvars", {}))
     if not hosts:
         return Check("inventory", False, f"{inventory} parses but names no host"), []

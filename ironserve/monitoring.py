@@ -8,9 +8,14 @@ docs/notes/monitoring-facts.md.
 from __future__ import annotations
 
 import ipaddress
+import json
 import math
 from typing import Any
 from urllib.parse import urlsplit
+
+import yaml
+
+from ironserve.engines import host_port
 
 # Every target carries the inventory name of its host under this label: rules join the exporters of one host on
 # it (an engine, its GPUs' exporter and node_exporter listen on different ports, so ``instance`` differs).
@@ -55,10 +60,6 @@ TARGET_JOBS = ("node", "engine", "gpu")
 TARGETS_DIR = "/etc/prometheus/targets"
 
 
-def _listen(address: str, port: int | str) -> str:
-    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
-
-
 def host_targets(
     host: str, address: str, settings: dict[str, Any], record: dict[str, Any] | None, gpu_exporter: bool
 ) -> dict[str, list[dict[str, Any]]]:
@@ -68,13 +69,13 @@ def host_targets(
     which the inference role passes); its GPUs' DCGM exporter."""
     labels = {HOST_LABEL: host}
     found: dict[str, list[dict[str, Any]]] = {job: [] for job in TARGET_JOBS}
-    found["node"] = [{"targets": [_listen(address, settings["monitoring_node_exporter_port"])], "labels": labels}]
+    found["node"] = [{"targets": [host_port(address, settings["monitoring_node_exporter_port"])], "labels": labels}]
     if record and record.get("serves_api", True):
         url = urlsplit(record["url"])
         engine_labels = {**labels, "__scheme__": url.scheme or "http"}
-        found["engine"] = [{"targets": [_listen(url.hostname or "", url.port or 80)], "labels": engine_labels}]
+        found["engine"] = [{"targets": [host_port(url.hostname or "", url.port or 80)], "labels": engine_labels}]
     if gpu_exporter:
-        found["gpu"] = [{"targets": [_listen(address, settings["monitoring_dcgm_exporter_port"])], "labels": labels}]
+        found["gpu"] = [{"targets": [host_port(address, settings["monitoring_dcgm_exporter_port"])], "labels": labels}]
     return found
 
 
@@ -87,10 +88,15 @@ def prometheus_config(settings: dict[str, Any], server_addresses: dict[str, str]
     registers (:func:`host_targets`), each monitoring server's Prometheus and Alertmanager; alerts go to every
     Alertmanager (they deduplicate among themselves). ``server_addresses`` maps each server to its listen address."""
     interval = float(settings["monitoring_scrape_interval_seconds"])
+    # Half the interval, at most Prometheus's default 10 s: an exporter on the LAN answers in milliseconds, and a host
+    # gone silent counts as down within two intervals, not three. The same for a push to an Alertmanager: Prometheus
+    # sends each batch to every Alertmanager and waits for all before the next, so one that went down with its host
+    # delays the others' alerts by this much, not by the default 10 s.
+    timeout = _duration(min(interval / 2, 10.0))
 
     def static(port_setting: str) -> list[dict[str, Any]]:
         return [
-            {"targets": [_listen(server_addresses[h], settings[port_setting])], "labels": {HOST_LABEL: h}}
+            {"targets": [host_port(server_addresses[h], settings[port_setting])], "labels": {HOST_LABEL: h}}
             for h in servers
         ]
 
@@ -109,22 +115,19 @@ def prometheus_config(settings: dict[str, Any], server_addresses: dict[str, str]
     return {
         "global": {
             "scrape_interval": _duration(interval),
-            # Half the interval, at most Prometheus's default 10 s: an exporter on the LAN answers in milliseconds, and
-            # a host gone silent counts as down within two intervals, not three.
-            "scrape_timeout": _duration(min(interval / 2, 10.0)),
+            "scrape_timeout": timeout,
             "evaluation_interval": _duration(float(settings["monitoring_evaluation_interval_seconds"])),
         },
         "rule_files": list(RULE_FILES),
         "alerting": {
             "alertmanagers": [
                 {
-                    # Prometheus sends each batch to every Alertmanager and waits for all before the next: one that
-                    # went down with its host may delay the others' alerts by this much, not by the default 10 s.
-                    "timeout": _duration(min(interval / 2, 10.0)),
+                    "timeout": timeout,
                     "static_configs": [
                         {
                             "targets": [
-                                _listen(server_addresses[h], settings["monitoring_alertmanager_port"]) for h in servers
+                                host_port(server_addresses[h], settings["monitoring_alertmanager_port"])
+                                for h in servers
                             ]
                         }
                     ],
@@ -189,6 +192,13 @@ def problems(settings: dict[str, Any], addresses: dict[str, str], servers: list[
     return found
 
 
+# Expressions the alerts and `ironserve status` share (one home each).
+RAID_MISSING_MEMBERS = 'node_md_disks_required - ignoring(state) node_md_disks{state="active"} > 0'
+RDMA_PORT_NOT_ACTIVE = "node_infiniband_state_id != 4"  # 4: ACTIVE
+# Filesystems whose free space is not a disk's (a container's overlay, images, kernel namespaces).
+NOT_DISKS = "overlay|squashfs|ramfs|nsfs"
+
+
 # --- Rules -----------------------------------------------------------------------------------------------------------
 # vLLM 0.11.0 and SGLang 0.5.3 name the same things differently; the recording rules give each one name, per host,
 # and every alert and dashboard reads only those (docs/notes/monitoring-facts.md has the sources).
@@ -209,10 +219,6 @@ WINDOW = "5m"
 
 def _either(template: str, names: tuple[str, ...]) -> str:
     return " or ".join(template.format(metric=name) for name in names)
-
-
-def _histogram_name(metric: str, suffix: str) -> str:
-    return metric + suffix
 
 
 def _rule_groups(**groups: list[dict[str, Any]]) -> dict[str, Any]:
@@ -242,7 +248,7 @@ def recording_rules() -> dict[str, Any]:
             }
         )
     for name in ("time_to_first_token_seconds", "e2e_latency_seconds", "inter_token_latency_seconds"):
-        buckets = tuple(_histogram_name(metric, "_bucket") for metric in ENGINE_METRICS[name])
+        buckets = tuple(metric + "_bucket" for metric in ENGINE_METRICS[name])
         engine.append(
             {
                 "record": f"ironserve:engine_{name}:p99_{WINDOW}",
@@ -327,11 +333,12 @@ def alert_rules(settings: dict[str, Any]) -> dict[str, Any]:
     # Three of the canary's intervals without a run.
     canary_stale = 3 * 60 * max(1, int(settings["monitoring_canary_interval_minutes"]))
     h = "{{ $labels.host }}"
+    gpu = "GPU {{ $labels.gpu }} on {{ $labels.host }}"
     value = "{{ $value | humanize }}"
     targets = [
         _alert(
             "EngineDown",
-            'up{job=~"engine.*",host!=""} == 0',
+            'up{job="engine",host!=""} == 0',
             "critical",
             f"The engine on {h} does not answer Prometheus",
             "The front door has stopped sending it requests. On the host: systemctl status ironserve-inference; "
@@ -355,14 +362,14 @@ def alert_rules(settings: dict[str, Any]) -> dict[str, Any]:
             "Check the dcgm-exporter container and nvidia-smi on the host.",
         ),
     ]
-    gpu = [
+    gpus = [
         _alert(
             "GpuXidCritical",
             # Counted per Xid over the exporter's window (5 minutes): a later harmless Xid does not hide a critical
             # one, a repeat counts, and the alert clears a window after the last (the last-Xid gauge does none of it).
             f'DCGM_EXP_XID_ERRORS_COUNT{{xid=~"{"|".join(str(x) for x in xids)}"}} > 0',
             "critical",
-            f"GPU {{{{ $labels.gpu }}}} on {h} reported Xid {{{{ $labels.xid }}}} ({value} in 5 minutes)",
+            f"{gpu} reported Xid {{{{ $labels.xid }}}} ({value} in 5 minutes)",
             "An Xid in NVIDIA's list of errors that need a GPU reset, a reboot or a service call. Drain the host "
             "(stop its engine: the front door fails over), read dmesg for the Xid's detail, then follow NVIDIA's "
             "Xid catalog for that number. It clears five minutes (the exporter's window) after the last such Xid.",
@@ -371,7 +378,7 @@ def alert_rules(settings: dict[str, Any]) -> dict[str, Any]:
             "GpuEccDoubleBit",
             f"increase(DCGM_FI_DEV_ECC_DBE_VOL_TOTAL[{WINDOW}]) > 0",
             "critical",
-            f"GPU {{{{ $labels.gpu }}}} on {h} had an uncorrectable (double-bit) ECC error",
+            f"{gpu} had an uncorrectable (double-bit) ECC error",
             "Results computed on that GPU since the error may be wrong. Drain the host, reset the GPU, and file a "
             "service case if it repeats.",
         ),
@@ -379,14 +386,14 @@ def alert_rules(settings: dict[str, Any]) -> dict[str, Any]:
             "GpuRowRemapFailed",
             "DCGM_FI_DEV_ROW_REMAP_FAILURE > 0",
             "critical",
-            f"GPU {{{{ $labels.gpu }}}} on {h} could not remap a memory row",
+            f"{gpu} could not remap a memory row",
             "The GPU's memory has no spare rows left for a failing one: replace the GPU.",
         ),
         _alert(
             "GpuTemperatureHigh",
             f"DCGM_FI_DEV_GPU_TEMP > {int(settings['monitoring_gpu_temperature_alert_celsius'])}",
             "warning",
-            f"GPU {{{{ $labels.gpu }}}} on {h} is at {value} C",
+            f"{gpu} is at {value} C",
             "The GPU throttles its clocks soon. Check the server's fans and the room's cooling.",
             _duration(2 * interval),
         ),
@@ -395,7 +402,7 @@ def alert_rules(settings: dict[str, Any]) -> dict[str, Any]:
         _alert(
             "RaidDegraded",
             # A failed, removed or still rebuilding member is not active: the array has less redundancy than built.
-            'node_md_disks_required - ignoring(state) node_md_disks{state="active"} > 0',
+            RAID_MISSING_MEMBERS,
             "critical",
             f"RAID array {{{{ $labels.device }}}} on {h} is missing a member",
             "Another failure in the same mirror loses the tier's data. cat /proc/mdstat; mdadm --detail on the "
@@ -404,7 +411,7 @@ def alert_rules(settings: dict[str, Any]) -> dict[str, Any]:
         _alert(
             "DiskNearlyFull",
             f'node_filesystem_avail_bytes{{mountpoint=~"{settings["monitoring_disk_mountpoints_regex"]}",'
-            f'fstype!~"overlay|squashfs|ramfs|nsfs"}} / node_filesystem_size_bytes '
+            f'fstype!~"{NOT_DISKS}"}} / node_filesystem_size_bytes '
             f"< {float(settings['monitoring_disk_free_alert_ratio'])}",
             "warning",
             f"{{{{ $labels.mountpoint }}}} on {h} has {{{{ $value | humanizePercentage }}}} free",
@@ -415,7 +422,7 @@ def alert_rules(settings: dict[str, Any]) -> dict[str, Any]:
     network = [
         _alert(
             "RdmaPortDown",
-            "node_infiniband_state_id != 4",
+            RDMA_PORT_NOT_ACTIVE,
             "critical",
             f"RDMA port {{{{ $labels.device }}}}/{{{{ $labels.port }}}} on {h} is not active",
             "Engines spanning nodes lose their collective traffic. Check the data NIC's link (ip link), the "
@@ -507,7 +514,7 @@ def alert_rules(settings: dict[str, Any]) -> dict[str, Any]:
             "StandbyNotReady",
             # Ready: in BACKUP with its own engine answering (a standby without one would take the address and serve
             # nothing once the master's engine is gone too).
-            '(sum(ironserve_vrrp_state{state="BACKUP"} == 1 and on(host) up{job=~"engine.*"} == 1) or vector(0)) == 0 '
+            '(sum(ironserve_vrrp_state{state="BACKUP"} == 1 and on(host) up{job="engine"} == 1) or vector(0)) == 0 '
             'and on() sum(ironserve_vrrp_state{state="MASTER"}) == 1',
             "warning",
             "No standby is ready to take the floating service address",
@@ -516,12 +523,7 @@ def alert_rules(settings: dict[str, Any]) -> dict[str, Any]:
             _duration(2 * interval),
         ),
     ]
-    return _rule_groups(targets=targets, gpu=gpu, storage=storage, network=network, serving=serving, failover=failover)
-
-
-def rules(settings: dict[str, Any], kind: str) -> dict[str, Any]:
-    """The rule file of ``kind`` ("recording" or "alerts") as the role writes it."""
-    return recording_rules() if kind == "recording" else alert_rules(settings)
+    return _rule_groups(targets=targets, gpu=gpus, storage=storage, network=network, serving=serving, failover=failover)
 
 
 # --- Dashboards ------------------------------------------------------------------------------------------------------
@@ -559,6 +561,14 @@ CONSOLE_FORMAT = {
 }
 
 
+def _dimensions() -> dict[str, list[tuple[str, str, str]]]:
+    """PANELS by dimension, in order: (title, expr, unit) each."""
+    found: dict[str, list[tuple[str, str, str]]] = {}
+    for dimension, title, expr, unit in PANELS:
+        found.setdefault(dimension, []).append((title, expr, unit))
+    return found
+
+
 def console_template() -> str:
     """A Prometheus console (Go template, served at /consoles/ironserve.html): per dimension, a table of every host's
     current value of each panel, each value linking to its graph in Prometheus."""
@@ -570,8 +580,7 @@ def console_template() -> str:
         "<h1>ironserve: the service in five dimensions</h1>",
         "<p>Each value is the latest of its recording rule (ironserve.monitoring); a dash: no series on that host.</p>",
     ]
-    for dimension in dict.fromkeys(d for d, _, _, _ in PANELS):
-        panels = [(title, expr, unit) for d, title, expr, unit in PANELS if d == dimension]
+    for dimension, panels in _dimensions().items():
         lines.append(f"<h2>{dimension}</h2>")
         lines.append("<table><tr><th>host</th>" + "".join(f"<th>{title}</th>" for title, _, _ in panels) + "</tr>")
         lines.append(f'{{{{ range $node := query `up{{job="node"}}` | sortByLabel "{HOST_LABEL}" }}}}')
@@ -593,12 +602,12 @@ def grafana_dashboard() -> dict[str, Any]:
     chosen at import or by provisioning."""
     panels: list[dict[str, Any]] = []
     y = 0
-    for dimension in dict.fromkeys(d for d, _, _, _ in PANELS):
+    for dimension, charts in _dimensions().items():
         panels.append(
             {"type": "row", "title": dimension, "collapsed": False, "gridPos": {"h": 1, "w": 24, "x": 0, "y": y}}
         )
         y += 1
-        for index, (_, title, expr, unit) in enumerate(p for p in PANELS if p[0] == dimension):
+        for index, (title, expr, unit) in enumerate(charts):
             panels.append(
                 {
                     "type": "timeseries",
@@ -609,7 +618,7 @@ def grafana_dashboard() -> dict[str, Any]:
                     "gridPos": {"h": 8, "w": 8, "x": (index % 3) * 8, "y": y + (index // 3) * 8},
                 }
             )
-        y += 8 * ((len([p for p in PANELS if p[0] == dimension]) + 2) // 3)
+        y += 8 * ((len(charts) + 2) // 3)
     for number, panel in enumerate(panels, start=1):
         panel["id"] = number
     return {
@@ -625,11 +634,13 @@ def grafana_dashboard() -> dict[str, Any]:
     }
 
 
-def generated_file(kind: str) -> str:
-    """A file the role writes from this module: the console ("console", HTML with Prometheus's template language),
-    the Grafana dashboard ("grafana", JSON) or the DCGM exporter's counters ("dcgm-counters", CSV)."""
-    import json
-
+def generated_file(kind: str, settings: dict[str, Any]) -> str:
+    """A file the role writes from this module: the rule files ("recording", "alerts"; YAML), the console
+    ("console", HTML with Prometheus's template language), the Grafana dashboard ("grafana", JSON) or the DCGM
+    exporter's counters ("dcgm-counters", CSV). ``settings``: the role's (the alerts' thresholds)."""
+    if kind in ("recording", "alerts"):
+        rules = recording_rules() if kind == "recording" else alert_rules(settings)
+        return yaml.safe_dump(rules, sort_keys=False, width=1000)
     if kind == "dcgm-counters":
         return dcgm_counters_csv()
     return console_template() if kind == "console" else json.dumps(grafana_dashboard(), indent=2) + "\n"
@@ -678,7 +689,6 @@ def dcgm_counters_csv() -> str:
 def dcgm_exporter_argv(image: str, address: str, port: int, counters: str, container: str) -> list[str]:
     """The ``docker run`` of the DCGM exporter (its README's, outside Kubernetes): every GPU, SYS_ADMIN for the
     profiling fields, on the host's network listening only on the monitoring address, with ironserve's counters."""
-    listen = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
     return [
         "/usr/bin/docker",
         "run",
@@ -699,5 +709,5 @@ def dcgm_exporter_argv(image: str, address: str, port: int, counters: str, conta
         "--collectors",
         DCGM_COUNTERS_IN_CONTAINER,
         "--address",
-        listen,
+        host_port(address, port),
     ]

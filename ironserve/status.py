@@ -15,7 +15,8 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from ironserve.monitoring import HOST_LABEL
+from ironserve.engines import service_url
+from ironserve.monitoring import HOST_LABEL, NOT_DISKS, RAID_MISSING_MEMBERS, RDMA_PORT_NOT_ACTIVE, WINDOW
 
 
 @dataclass(frozen=True)
@@ -27,33 +28,31 @@ class Indicator:
 
 INDICATORS = (
     Indicator("node", 'up{job="node"}', "up"),
-    Indicator("engine", 'up{job=~"engine.*"}', "up"),
+    Indicator("engine", 'up{job="engine"}', "up"),
     Indicator("vrrp", "ironserve_vrrp_state == 1", "state"),
     Indicator("running", "ironserve:engine_requests_running", "number"),
     Indicator("queue", "ironserve:engine_requests_waiting", "number"),
     Indicator("kv cache", "ironserve:engine_kv_cache_usage_ratio", "ratio"),
-    Indicator("tokens/s", "ironserve:engine_generation_tokens:rate5m", "number"),
-    Indicator("p99", "ironserve:engine_e2e_latency_seconds:p99_5m", "seconds"),
-    Indicator("ttft p99", "ironserve:engine_time_to_first_token_seconds:p99_5m", "seconds"),
-    Indicator("success", "ironserve:engine_request_success_ratio:rate5m", "ratio"),
+    Indicator("tokens/s", f"ironserve:engine_generation_tokens:rate{WINDOW}", "number"),
+    Indicator("p99", f"ironserve:engine_e2e_latency_seconds:p99_{WINDOW}", "seconds"),
+    Indicator("ttft p99", f"ironserve:engine_time_to_first_token_seconds:p99_{WINDOW}", "seconds"),
+    Indicator("success", f"ironserve:engine_request_success_ratio:rate{WINDOW}", "ratio"),
     Indicator("gpus", f"count by ({HOST_LABEL}) (DCGM_FI_DEV_GPU_TEMP)", "count"),
     Indicator("gpu mem", "ironserve:gpu_memory_used_ratio", "ratio"),
     Indicator("gpu temp", f"max by ({HOST_LABEL}) (DCGM_FI_DEV_GPU_TEMP)", "number"),
     Indicator(
         "raid",
-        f'count by ({HOST_LABEL}) (node_md_disks_required - ignoring(state) node_md_disks{{state="active"}} > 0) '
-        f"or count by ({HOST_LABEL}) (node_md_disks_required) * 0",
+        f"count by ({HOST_LABEL}) ({RAID_MISSING_MEMBERS}) or count by ({HOST_LABEL}) (node_md_disks_required) * 0",
         "count",
     ),
     Indicator(
         "rdma down",
-        f"count by ({HOST_LABEL}) (node_infiniband_state_id != 4) "
-        f"or count by ({HOST_LABEL}) (node_infiniband_state_id) * 0",
+        f"count by ({HOST_LABEL}) ({RDMA_PORT_NOT_ACTIVE}) or count by ({HOST_LABEL}) (node_infiniband_state_id) * 0",
         "count",
     ),
     Indicator(
         "disk free",
-        f'min by ({HOST_LABEL}) (node_filesystem_avail_bytes{{fstype!~"tmpfs|overlay|squashfs|ramfs|nsfs"}} '
+        f'min by ({HOST_LABEL}) (node_filesystem_avail_bytes{{fstype!~"tmpfs|{NOT_DISKS}"}} '
         "/ node_filesystem_size_bytes)",
         "ratio",
     ),
@@ -63,6 +62,20 @@ INDICATORS = (
 
 class StatusError(RuntimeError):
     """Prometheus could not be asked; the message says where and why."""
+
+
+class InventoryError(StatusError):
+    """The inventory does not parse (bad input, where the other StatusErrors are the environment's)."""
+
+
+def prometheus_of(inventory: str) -> str:
+    """The first monitoring server's Prometheus URL, from the inventory as Ansible reads it."""
+    from ironserve.doctor import InventoryReadError, read_inventory
+
+    try:
+        return prometheus_from_inventory(read_inventory(inventory))
+    except InventoryReadError as exc:
+        raise InventoryError(str(exc)) from exc
 
 
 def _get(base: str, path: str, params: dict[str, str] | None = None, timeout: float = 10.0) -> Any:
@@ -178,4 +191,4 @@ def prometheus_from_inventory(inventory: dict[str, Any]) -> str:
             f"the inventory gives {servers[0]} no literal monitoring_address or mgmt_network_address: "
             "give --prometheus URL"
         )
-    return f"http://{'[' + address + ']' if ':' in address else address}:{port}"
+    return service_url(address, int(port))

@@ -6,6 +6,8 @@ import json
 import socket
 from pathlib import Path
 
+import pytest
+
 from ironserve import cli
 
 
@@ -214,41 +216,35 @@ def _named_process(log: Path):
     return process
 
 
-def test_down_stops_the_labs_forwards_and_leftovers_sees_one_left(tmp_path, monkeypatch):
-
+@pytest.fixture
+def demo_forward(tmp_path, monkeypatch):
+    """The demo lab's folder with a process named like its forward from port 8443 (its log in the lab's folder is in
+    its argv, as ssh's -E is): yields the lab module, the log and the process, killed at the end."""
     from ironserve.lab import lab
 
     monkeypatch.setenv("IRONSERVE_HOME", str(tmp_path))
     folder = lab.lab_folder("demo")
     folder.mkdir(parents=True)
     log = folder / "forward-8443.log"
-    # A process named like a forward (its log in the lab's folder is in its argv, as ssh's -E is).
     forwarder = _named_process(log)
+    yield lab, log, forwarder
+    forwarder.kill()
+
+
+def test_down_stops_the_labs_forwards_and_leftovers_sees_one_left(demo_forward):
+    lab, log, forwarder = demo_forward
     state = {"machines": [], "bridge": "isv000000br", "taps": [], "forwards": [{"pid": forwarder.pid, "log": str(log)}]}
     lab.state_file("demo").write_text(json.dumps(state))
-    try:
-        assert any(str(forwarder.pid) in line for line in lab.leftovers("demo"))
-        assert lab.down("demo", log=lambda _message: None)
-        assert forwarder.wait(timeout=10) is not None
-        assert lab.leftovers("demo") == []
-    finally:
-        forwarder.kill()
+    assert any(str(forwarder.pid) in line for line in lab.leftovers("demo"))
+    assert lab.down("demo", log=lambda _message: None)
+    assert forwarder.wait(timeout=10) is not None
+    assert lab.leftovers("demo") == []
 
 
-def test_a_running_forward_to_the_same_target_is_kept(tmp_path, monkeypatch):
-
-    from ironserve.lab import lab
-
-    monkeypatch.setenv("IRONSERVE_HOME", str(tmp_path))
-    folder = lab.lab_folder("demo")
-    folder.mkdir(parents=True)
-    log = folder / "forward-8443.log"
-    forwarder = _named_process(log)
+def test_a_running_forward_to_the_same_target_is_kept(demo_forward):
+    lab, log, forwarder = demo_forward
     forwards = [{"pid": forwarder.pid, "local_port": 8443, "target": "10.99.0.100:443", "log": str(log)}]
     state = {"machines": [{"name": "gpu-a", "ssh_port": 22101}], "forwards": forwards}
     lab.state_file("demo").write_text(json.dumps(state))
-    try:
-        assert lab.forward("demo", "gpu-a", 8443, "10.99.0.100:443") == forwarder.pid
-        assert json.loads(lab.state_file("demo").read_text())["forwards"] == forwards
-    finally:
-        forwarder.kill()
+    assert lab.forward("demo", "gpu-a", 8443, "10.99.0.100:443") == forwarder.pid
+    assert json.loads(lab.state_file("demo").read_text())["forwards"] == forwards

@@ -28,6 +28,18 @@ RECORDS = {
 ADDRESSES = {"gpu01": "192.0.2.11", "gpu02": "192.0.2.12", "gpu03": "192.0.2.13"}
 
 
+# What the exporters give (the rest comes from the recording rules): node_exporter, DCGM, the textfile metrics.
+EXPORTED = ("node_", "DCGM_FI_", "DCGM_EXP_", "ironserve_vrrp_", "ironserve_canary_")
+
+
+def _rules(rule_file: dict) -> list[dict]:
+    return [rule for group in rule_file["groups"] for rule in group["rules"]]
+
+
+RECORDED = {rule["record"] for rule in _rules(monitoring.recording_rules())}
+ALERTS = _rules(monitoring.alert_rules(DEFAULTS))
+
+
 def _run(argv: list, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([str(a) for a in argv], cwd=cwd, capture_output=True, text=True, check=False)
 
@@ -62,7 +74,7 @@ def test_every_alert_fires_on_its_fault_and_stays_quiet_beside_it(promtool, tmp_
 
 def test_every_alert_has_a_firing_and_a_quiet_case():
     cases = [case for test in yaml.safe_load(TESTS.read_text())["tests"] for case in test.get("alert_rule_test", [])]
-    alerts = {rule["alert"] for group in monitoring.alert_rules(DEFAULTS)["groups"] for rule in group["rules"]}
+    alerts = {rule["alert"] for rule in ALERTS}
     fired = {case["alertname"] for case in cases if case["exp_alerts"]}
     quiet = {case["alertname"] for case in cases if not case["exp_alerts"]}
     assert alerts - fired == set(), "alerts no test makes fire"
@@ -73,19 +85,15 @@ def test_the_rule_files_with_their_runbooks_pass_promtool(promtool, tmp_path):
     _write_rules(tmp_path)
     result = _run([promtool, "check", "rules", "ironserve-recording.yml", "ironserve-alerts.yml"], cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    for group in monitoring.alert_rules(DEFAULTS)["groups"]:
-        for rule in group["rules"]:
-            assert rule["annotations"]["runbook"], rule["alert"]
-            assert rule["labels"]["severity"] in ("critical", "warning"), rule["alert"]
+    for rule in ALERTS:
+        assert rule["annotations"]["runbook"], rule["alert"]
+        assert rule["labels"]["severity"] in ("critical", "warning"), rule["alert"]
 
 
 def test_every_alert_reads_only_what_the_exporters_and_recording_rules_give():
-    recorded = {rule["record"] for group in monitoring.recording_rules()["groups"] for rule in group["rules"]}
-    exported = ("node_", "DCGM_FI_", "DCGM_EXP_", "ironserve_vrrp_", "ironserve_canary_")
-    for group in monitoring.alert_rules(DEFAULTS)["groups"]:
-        for rule in group["rules"]:
-            for name in _metric_names(rule["expr"]):
-                assert name in recorded or name == "up" or name.startswith(exported), (rule["alert"], name)
+    for rule in ALERTS:
+        for name in _metric_names(rule["expr"]):
+            assert name in RECORDED or name == "up" or name.startswith(EXPORTED), (rule["alert"], name)
 
 
 def _metric_names(expr: str) -> set[str]:
@@ -119,7 +127,7 @@ def rendered(tmp_path_factory) -> Path:
     for kind in ("recording", "alerts"):
         render(
             folder,
-            {ROLE / "templates/rules.yml.j2": folder / f"ironserve-{kind}.yml"},
+            {ROLE / "templates/generated.j2": folder / f"ironserve-{kind}.yml"},
             {**variables, "_kind": kind},
             vars_files,
         )
@@ -284,25 +292,22 @@ def test_problems_name_the_variable(change, servers, addresses, expected):
 
 def test_docs_give_every_alert_its_runbook():
     text = (REPO / "docs" / "monitoring.md").read_text()
-    for group in monitoring.alert_rules(DEFAULTS)["groups"]:
-        for rule in group["rules"]:
-            section = text.split(f"### {rule['alert']}\n", 1)
-            assert len(section) == 2, f"docs/monitoring.md has no section for {rule['alert']}"
-            assert rule["annotations"]["runbook"] in section[1].split("### ", 1)[0], rule["alert"]
+    for rule in ALERTS:
+        section = text.split(f"### {rule['alert']}\n", 1)
+        assert len(section) == 2, f"docs/monitoring.md has no section for {rule['alert']}"
+        assert rule["annotations"]["runbook"] in section[1].split("### ", 1)[0], rule["alert"]
 
 
 def test_every_panel_reads_only_what_the_exporters_and_recording_rules_give():
-    recorded = {rule["record"] for group in monitoring.recording_rules()["groups"] for rule in group["rules"]}
-    exported = ("node_", "DCGM_FI_", "DCGM_EXP_", "ironserve_vrrp_", "ironserve_canary_")
     for dimension, title, expr, _ in monitoring.PANELS:
         for name in _metric_names(expr):
-            assert name in recorded or name.startswith(exported), (dimension, title, name)
+            assert name in RECORDED or name.startswith(EXPORTED), (dimension, title, name)
     assert {d for d, _, _, _ in monitoring.PANELS} == {"resources", "performance", "business", "quality", "cost"}
 
 
 def test_the_console_and_the_grafana_dashboard_carry_every_panel():
-    console = monitoring.generated_file("console")
-    grafana = json.loads(monitoring.generated_file("grafana"))
+    console = monitoring.generated_file("console", DEFAULTS)
+    grafana = json.loads(monitoring.generated_file("grafana", DEFAULTS))
     charts = [p for p in grafana["panels"] if p["type"] == "timeseries"]
     assert [(p["title"], p["targets"][0]["expr"]) for p in charts] == [(t, e) for _, t, e, _ in monitoring.PANELS]
     assert len({p["id"] for p in grafana["panels"]}) == len(grafana["panels"])
@@ -315,14 +320,13 @@ def test_the_console_and_the_grafana_dashboard_carry_every_panel():
 
 
 def test_the_dcgm_counters_carry_every_field_the_rules_and_panels_read():
-    csv = monitoring.generated_file("dcgm-counters")
+    csv = monitoring.generated_file("dcgm-counters", DEFAULTS)
     fields = [line.split(",")[0].strip() for line in csv.splitlines() if line and not line.startswith("#")]
     # dcgm-exporter refuses a line of other than three fields (ExtractCounters): no comma in a help text.
     assert all(len(line.split(",")) == 3 for line in csv.splitlines() if line and not line.startswith("#"))
     read = set()
-    for group in monitoring.alert_rules(DEFAULTS)["groups"] + monitoring.recording_rules()["groups"]:
-        for rule in group["rules"]:
-            read |= {name for name in _metric_names(rule["expr"]) if name.startswith("DCGM_")}
+    for rule in ALERTS + _rules(monitoring.recording_rules()):
+        read |= {name for name in _metric_names(rule["expr"]) if name.startswith("DCGM_")}
     read |= {name for _, _, expr, _ in monitoring.PANELS for name in _metric_names(expr) if name.startswith("DCGM_")}
     assert read
     assert read <= set(fields), read - set(fields)

@@ -14,7 +14,7 @@ from ironserve import cli, status
 
 SERIES = {
     'up{job="node"}': [({"host": "gpu01", "job": "node"}, 1), ({"host": "gpu02", "job": "node"}, 1)],
-    'up{job=~"engine.*"}': [({"host": "gpu01", "job": "engine"}, 1), ({"host": "gpu02", "job": "engine"}, 0)],
+    'up{job="engine"}': [({"host": "gpu01", "job": "engine"}, 1), ({"host": "gpu02", "job": "engine"}, 0)],
     "ironserve_vrrp_state == 1": [({"host": "gpu01", "state": "MASTER"}, 1), ({"host": "gpu02", "state": "FAULT"}, 1)],
     "ironserve:engine_requests_waiting": [({"host": "gpu01"}, 3)],
     "ironserve:engine_kv_cache_usage_ratio": [({"host": "gpu01"}, 0.5)],

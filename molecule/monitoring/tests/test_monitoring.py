@@ -71,11 +71,7 @@ def _firing(client: str, name: str, servers: tuple[str, ...] = tuple(NAMES), **l
     """The named alert as the Alertmanagers hold it (they gossip; each gets it from both Prometheus servers)."""
     found = []
     for server in servers:
-        found += [
-            alert
-            for alert in _alerts(client, server)
-            if alert["labels"]["alertname"] == name and all(alert["labels"].get(k) == v for k, v in labels.items())
-        ]
+        found += [alert for alert in _alerts(client, server) if _matches(alert, name, labels)]
     return found
 
 
