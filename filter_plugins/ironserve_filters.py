@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ironserve import engines, frontend, hardware, monitoring, network, planner, preflight, report, storage
+from ironserve import engines, frontend, hardware, monitoring, network, planner, preflight, report, scaling, storage
 
 
 class FilterModule:
@@ -22,6 +22,8 @@ class FilterModule:
     ironserve_monitoring_listen_address, ironserve_monitoring_addresses, ironserve_monitoring_host_targets,
     ironserve_monitoring_prometheus_config, ironserve_monitoring_retention_size, ironserve_monitoring_file,
     ironserve_host_port (host:port, an IPv6 address in brackets), ironserve_monitoring_dcgm_exporter_argv.
+    Scaling: ironserve_engine_slot_count, ironserve_engine_slots, ironserve_scale_serving, ironserve_scale_step,
+    ironserve_scale_textfile.
     """
 
     def filters(self):
@@ -68,4 +70,9 @@ class FilterModule:
             "ironserve_monitoring_file": monitoring.generated_file,
             "ironserve_host_port": engines.host_port,
             "ironserve_monitoring_dcgm_exporter_argv": monitoring.dcgm_exporter_argv,
+            "ironserve_engine_slot_count": scaling.slot_count,
+            "ironserve_engine_slots": scaling.slots,
+            "ironserve_scale_serving": scaling.serving,
+            "ironserve_scale_step": scaling.step,
+            "ironserve_scale_textfile": scaling.textfile,
         }

@@ -291,6 +291,19 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_HOST_FAILED if found["critical"] else EXIT_OK
 
 
+def cmd_scaler(args: argparse.Namespace) -> int:
+    from ironserve import scaler
+
+    inventory = Path(args.inventory)
+    if not inventory.exists():
+        print(f"ironserve: inventory {inventory} does not exist", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.cooldown < 0:
+        print("ironserve: --cooldown is seconds, 0 or more", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return scaler.serve(inventory, args.address, args.port, args.cooldown, Path(args.log) if args.log else None)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ironserve", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"ironserve {__version__}")
@@ -336,6 +349,18 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--inventory", "-i", help="the inventory whose first monitoring server to ask")
     status.add_argument("--json", action="store_true", help="print JSON for pipelines")
     status.set_defaults(func=cmd_status)
+
+    scale = commands.add_parser(
+        "scaler", help="receive Alertmanager's scale alerts and run playbooks/scale.yml for each (docs/monitoring.md)"
+    )
+    scale.add_argument("--inventory", "-i", required=True, help="the site's inventory, as for ironserve run")
+    scale.add_argument("--address", default="127.0.0.1", help="address to listen on (monitoring_scaler_url's host)")
+    scale.add_argument("--port", type=int, default=9096, help="port to listen on (default: 9096)")
+    scale.add_argument(
+        "--cooldown", type=float, default=300, help="seconds after a host's action before its next (default: 300)"
+    )
+    scale.add_argument("--log", help="also append each action, one JSON line, to this file")
+    scale.set_defaults(func=cmd_scaler)
 
     doctor = commands.add_parser("doctor", help="check the controller and the inventory, changing nothing")
     doctor.add_argument(

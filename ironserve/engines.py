@@ -98,6 +98,7 @@ ENGINES: dict[str, Engine] = {
 }
 MODEL_DIR = "/models/current"
 LAUNCHER = "/ironserve/launch.sh"  # where the launch script sits inside the container
+_PORT_FROM_ENVIRONMENT = "IRONSERVE_PORT_FROM_ENVIRONMENT"  # a placeholder shlex leaves unquoted
 SGLANG_KEY_FILE = "/run/ironserve-sglang-key.yaml"
 # Characters an API key may have: it is written into an environment file and, for SGLang, a YAML file.
 API_KEY_PATTERN = re.compile(r"^[A-Za-z0-9._~+/=-]{16,256}$")
@@ -265,12 +266,15 @@ def launch_script(
     project's 0600 env file) and leaves it only for the engine's environment or a 0600 file, never an argument."""
     chosen = engine(engine_name)
     argv = [*chosen.program, chosen.model_flag, MODEL_DIR, "--served-model-name", served_name]
-    argv += ["--host", host, "--port", str(port), *engine_args]
+    # The port from the environment: every engine of the host (ironserve.scaling's slots) runs this one script.
+    argv += ["--host", host, "--port", _PORT_FROM_ENVIRONMENT, *engine_args]
     lines = [
         "#!/bin/sh",
         f"# ironserve: {engine_name}, node {place.rank + 1} of {place.nodes}. Written by the inference role.",
+        f"# The API's port: IRONSERVE_PORT from the compose project ({port} for the host's first engine).",
         "set -eu",
         ': "${IRONSERVE_API_KEY:?the project env file gives no API key}"',
+        ': "${IRONSERVE_PORT:?the compose project gives no port}"',
     ]
     if place.nodes > 1:
         # The address each engine announces to the others: the data plane's, not whatever a default route finds.
@@ -314,7 +318,7 @@ def launch_script(
                 "--dist-init-addr",
                 host_port(place.head_address, rendezvous_port),
             ]
-    lines.append("exec " + shlex.join(argv))
+    lines.append("exec " + shlex.join(argv).replace(_PORT_FROM_ENVIRONMENT, '"$IRONSERVE_PORT"'))
     return "\n".join(lines) + "\n"
 
 

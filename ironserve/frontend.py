@@ -12,7 +12,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlsplit
 
-from ironserve import network
+from ironserve import network, scaling
 
 # keepalived's master-down timer is this many advert intervals plus a skew (RFC 5798; keepalived's default).
 DOWN_ADVERTS = 3
@@ -159,11 +159,14 @@ def tls_problems(certificate: str, key: str) -> list[str]:
     return []
 
 
-def backends(records: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def backends(records: dict[str, dict[str, Any]], states: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """The engines the front door balances, from each inference host's record of what it serves
-    (/etc/ironserve/inference/ready.json, written by the inference role): only ranks that serve the API (rank 0 of
-    an engine spanning nodes). Returns the servers and the one health path they share, or the problems."""
+    (/etc/ironserve/inference/ready.json, written by the inference role) and its scale state (``states``, scale.json
+    beside it: how many of its engines serve, ironserve.scaling): only ranks that serve the API (rank 0 of an engine
+    spanning nodes). Returns the servers, the one health path they share and each host's engine ports (every slot's,
+    serving or not: the firewall does not change when scaling does), or the problems."""
     servers, paths, found, addresses = [], set(), [], set()
+    ports: dict[str, list[int]] = {}
     for host, record in records.items():
         # Every inference host runs a front door, and reaches the engines from its address in their plane: the
         # one its own record names (a rank that serves no API included).
@@ -176,9 +179,12 @@ def backends(records: dict[str, dict[str, Any]]) -> dict[str, Any]:
         addresses.add(address)
         if not record.get("serves_api", True):
             continue
-        url, health = urlsplit(record["url"]), urlsplit(record.get("health") or record["url"])
-        servers.append({"name": host, "address": url.hostname, "port": url.port or 80})
-        paths.add(health.path or "/")
+        ports[host] = [urlsplit(slot["url"]).port or 80 for slot in scaling.record_slots(record)]
+        for slot in scaling.serving(record, (states or {}).get(host)):
+            url, health = urlsplit(slot["url"]), urlsplit(slot.get("health") or slot["url"])
+            name = host if slot["slot"] == 0 else f"{host}-engine{slot['slot']}"
+            servers.append({"name": name, "host": host, "address": url.hostname, "port": url.port or 80})
+            paths.add(health.path or "/")
     if not servers:
         found.append("no inference host serves the API yet: run the inference stage before the frontend stage")
     if len(paths) > 1:
@@ -190,6 +196,7 @@ def backends(records: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "servers": servers,
         "health_path": min(paths) if paths else "/health",
         "front_doors": sorted(addresses),
+        "engine_ports": ports,
         "problems": found,
     }
 
@@ -216,13 +223,13 @@ def firewall(
     host's engine to anyone but the front doors (``backends["front_doors"]``) and the monitoring servers that scrape
     its /metrics (``scrapers``, their IPv4 addresses), VRRP from anyone but the peers; loopback is always let
     through."""
-    own = next((s for s in backends.get("servers", []) if s["name"] == host), None)
+    own = backends.get("engine_ports", {}).get(host, [])
     allowed = set(backends.get("front_doors", []))
     allowed |= {a for a in scrapers if a and ":" not in a}  # the engines' plane is IPv4 (backends() refuses others)
     return {
         "floating_address": address.split("/")[0],
         "api_port": port,
-        "engine_port": own["port"] if own else None,
+        "engine_ports": sorted(own),
         "front_doors": sorted(allowed),
         "vrrp_peers": sorted(peers) if failover else [],
     }

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from ironserve import scaling
 from ironserve.engines import host_port
 
 # Every target carries the inventory name of its host under this label: rules join the exporters of one host on
@@ -61,19 +62,26 @@ TARGETS_DIR = "/etc/prometheus/targets"
 
 
 def host_targets(
-    host: str, address: str, settings: dict[str, Any], record: dict[str, Any] | None, gpu_exporter: bool
+    host: str,
+    address: str,
+    settings: dict[str, Any],
+    record: dict[str, Any] | None,
+    gpu_exporter: bool,
+    scale_state: dict[str, Any] | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """This host's file-based discovery content per job (an empty list: the job has no target here, its file goes):
-    its node_exporter; its engine, at the address and port of its record (/etc/ironserve/inference/ready.json) when
-    it serves the API (vLLM and SGLang answer /metrics there without the API key; SGLang with --enable-metrics,
-    which the inference role passes); its GPUs' DCGM exporter."""
+    its node_exporter; its engines that serve, at the addresses and ports of its record
+    (/etc/ironserve/inference/ready.json; how many serve: its scale state, ironserve.scaling) when it serves the API
+    (vLLM and SGLang answer /metrics there without the API key; SGLang with --enable-metrics, which the inference
+    role passes); its GPUs' DCGM exporter."""
     labels = {HOST_LABEL: host}
     found: dict[str, list[dict[str, Any]]] = {job: [] for job in TARGET_JOBS}
     found["node"] = [{"targets": [host_port(address, settings["monitoring_node_exporter_port"])], "labels": labels}]
     if record and record.get("serves_api", True):
-        url = urlsplit(record["url"])
-        engine_labels = {**labels, "__scheme__": url.scheme or "http"}
-        found["engine"] = [{"targets": [host_port(url.hostname or "", url.port or 80)], "labels": engine_labels}]
+        urls = [urlsplit(slot["url"]) for slot in scaling.serving(record, scale_state)]
+        engine_labels = {**labels, "__scheme__": urls[0].scheme or "http"}
+        targets = [host_port(url.hostname or "", url.port or 80) for url in urls]
+        found["engine"] = [{"targets": targets, "labels": engine_labels}]
     if gpu_exporter:
         found["gpu"] = [{"targets": [host_port(address, settings["monitoring_dcgm_exporter_port"])], "labels": labels}]
     return found
@@ -180,6 +188,24 @@ def problems(settings: dict[str, Any], addresses: dict[str, str], servers: list[
             ipaddress.ip_address(address)
         except ValueError:
             found.append(f"{host}: monitoring_address {address!r} is not an IP address (give one without a prefix)")
+    for key in ("monitoring_scale_out_kv_cache_ratio", "monitoring_scale_in_kv_cache_ratio"):
+        if not 0 < float(settings[key]) <= 1:
+            found.append(f"{key} is {settings[key]}: give a share of the KV cache, above 0 and at most 1")
+    if float(settings["monitoring_scale_in_kv_cache_ratio"]) >= float(settings["monitoring_scale_out_kv_cache_ratio"]):
+        found.append(
+            f"monitoring_scale_in_kv_cache_ratio ({settings['monitoring_scale_in_kv_cache_ratio']}) must be below "
+            f"monitoring_scale_out_kv_cache_ratio ({settings['monitoring_scale_out_kv_cache_ratio']}), or an engine "
+            "started for the load would be stopped under it"
+        )
+    for key in ("monitoring_scale_out_after_seconds", "monitoring_scale_in_after_seconds"):
+        if float(settings[key]) < float(interval):
+            found.append(
+                f"{key} is {settings[key]}: give at least the scrape interval ({interval} s), so that one scrape "
+                "does not scale"
+            )
+    url = str(settings.get("monitoring_scaler_url") or "")
+    if url and urlsplit(url).scheme not in ("http", "https"):
+        found.append(f"monitoring_scaler_url {url!r}: give ironserve scaler's http(s) URL, or leave it empty")
     ports = {key: value for key, value in settings.items() if key.endswith("_port")}
     for key, value in sorted(ports.items()):
         if not 1 <= int(value) <= 65535:
@@ -313,12 +339,14 @@ def recording_rules() -> dict[str, Any]:
 RUNBOOK = "docs/monitoring.md#"
 
 
-def _alert(name: str, expr: str, severity: str, summary: str, action: str, hold: str = "0s") -> dict[str, Any]:
+def _alert(
+    name: str, expr: str, severity: str, summary: str, action: str, hold: str = "0s", **labels: str
+) -> dict[str, Any]:
     return {
         "alert": name,
         "expr": expr,
         "for": hold,
-        "labels": {"severity": severity},
+        "labels": {"severity": severity, **labels},
         "annotations": {"summary": summary, "runbook": action, "runbook_section": RUNBOOK + name.lower()},
     }
 
@@ -523,7 +551,37 @@ def alert_rules(settings: dict[str, Any]) -> dict[str, Any]:
             _duration(2 * interval),
         ),
     ]
-    return _rule_groups(targets=targets, gpu=gpus, storage=storage, network=network, serving=serving, failover=failover)
+    waiting, kv_cache = "ironserve:engine_requests_waiting", "ironserve:engine_kv_cache_usage_ratio"
+    scale = [
+        _alert(
+            "EngineScaleOut",
+            # A slot free: the host's GPUs hold another engine (its node_exporter's textfile, ironserve.scaling).
+            f"({waiting} > {int(settings['monitoring_scale_out_queue_requests'])} "
+            f"or {kv_cache} > {float(settings['monitoring_scale_out_kv_cache_ratio'])}) "
+            "and on(host) max by (host) (ironserve_engine_replica_slots - ironserve_engine_replicas) > 0",
+            "info",
+            f"Load on {h} asks for another engine, and its GPUs hold one",
+            "Scaling (monitoring_scaler_url: ironserve scaler) starts the next engine on the host's free GPUs and "
+            "adds it to the front door. Without a scaler: ansible-playbook playbooks/scale.yml -e "
+            "ironserve_scale_host=HOST -e ironserve_scale_direction=out.",
+            _duration(float(settings["monitoring_scale_out_after_seconds"])),
+            **{scaling.ACTION_LABEL: "out"},
+        ),
+        _alert(
+            "EngineScaleIn",
+            f"max by (host) (ironserve_engine_replicas) > 1 and on(host) {waiting} == 0 "
+            f"and on(host) {kv_cache} < {float(settings['monitoring_scale_in_kv_cache_ratio'])}",
+            "info",
+            f"{h} runs more engines than its load needs",
+            "Held for the cool-down (monitoring_scale_in_after_seconds). Scaling stops the host's last replica "
+            "after the front door stopped sending to it; the host's first engine always stays.",
+            _duration(float(settings["monitoring_scale_in_after_seconds"])),
+            **{scaling.ACTION_LABEL: "in"},
+        ),
+    ]
+    return _rule_groups(
+        targets=targets, gpu=gpus, storage=storage, network=network, serving=serving, failover=failover, scale=scale
+    )
 
 
 # --- Dashboards ------------------------------------------------------------------------------------------------------

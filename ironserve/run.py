@@ -70,6 +70,8 @@ class RunRecord:
     exit_code: int | None = None
     hardware_reports: dict[str, str] = field(default_factory=dict)
     validations: dict[str, Any] = field(default_factory=dict)
+    # Variables given to every stage's playbook (the scale playbook's host and direction).
+    extravars: dict[str, Any] = field(default_factory=dict)
 
     @property
     def folder(self) -> Path:
@@ -273,6 +275,7 @@ def run_stage(stage: Stage, record: StageRecord, run: RunRecord, inventory: Path
         # An absolute path: ansible-runner takes any other string as inventory content.
         inventory=str(inventory.resolve()),
         limit=record.limit,
+        extravars=run.extravars or None,
         cmdline=cmdline or None,
         envvars={
             "PATH": runner_path(),

@@ -30,8 +30,9 @@ with open(os.environ["STANDIN_RECORD"], "a") as out:
 """
 
 
-def _run(tmp_path: Path, script: str, ray_nodes: int = 1) -> list[dict]:
-    """Run a launch script with python3 and ray recording their calls; the key only in the environment."""
+def _run(tmp_path: Path, script: str, ray_nodes: int = 1, port: str = "8000") -> list[dict]:
+    """Run a launch script with python3 and ray recording their calls; the key and the port only in the environment
+    (the compose project's)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     for program in ("python3", "ray"):
@@ -44,6 +45,7 @@ def _run(tmp_path: Path, script: str, ray_nodes: int = 1) -> list[dict]:
     env = {
         "PATH": f"{bin_dir}:/usr/bin:/bin",
         "IRONSERVE_API_KEY": KEY,
+        "IRONSERVE_PORT": port,
         "STANDIN_RECORD": str(record),
         "STANDIN_RAY_NODES": str(ray_nodes),
     }
@@ -98,6 +100,17 @@ def test_sglang_gets_the_key_from_a_private_config_file_never_its_arguments(tmp_
     assert "--nnodes" not in argv
     # SGLang serves /metrics only when asked (the monitoring stage scrapes it).
     assert "--enable-metrics" in argv
+
+
+def test_every_engine_of_a_host_runs_the_one_script_on_its_own_port(tmp_path):
+    script = engines.launch_script("vllm", [], "m", "192.0.2.10", 8000, SINGLE, 20000, 8)
+    [call] = _run(tmp_path, script, port="8002")
+    assert "--host 192.0.2.10 --port 8002" in " ".join(call["argv"])
+    launch = tmp_path / "launch.sh"
+    env = {"PATH": "/usr/bin:/bin", "IRONSERVE_API_KEY": KEY}
+    result = subprocess.run(["sh", str(launch)], env=env, capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "the compose project gives no port" in result.stderr
 
 
 def test_a_launch_without_a_key_in_its_environment_refuses_to_start(tmp_path):
@@ -202,7 +215,7 @@ def test_the_deployment_of_the_planned_engine_on_its_pinned_image():
     assert (deployed["engine"], deployed["image"], deployed["cuda"]) == ("vllm", "vllm/vllm-openai:v0.11.0", "12.8")
     assert deployed["ready_path"] == "/health"
     assert deployed["launcher"] == engines.LAUNCHER
-    assert "--host 192.0.2.10 --port 8000" in deployed["script"]
+    assert '--host 192.0.2.10 --port "$IRONSERVE_PORT"' in deployed["script"]
     assert _deployment(_plan("sglang"))["ready_path"] == "/health_generate"
 
 

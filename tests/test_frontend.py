@@ -77,10 +77,32 @@ def test_backends_are_the_ranks_that_serve_the_api_with_their_health_path():
     }
     result = frontend.backends(records)
     assert result["servers"] == [
-        {"name": "infer-a", "address": "10.0.2.15", "port": 8000},
-        {"name": "infer-c", "address": "10.0.2.17", "port": 8001},
+        {"name": "infer-a", "host": "infer-a", "address": "10.0.2.15", "port": 8000},
+        {"name": "infer-c", "host": "infer-c", "address": "10.0.2.17", "port": 8001},
     ]
     assert (result["health_path"], result["problems"]) == ("/health", [])
+
+
+def test_backends_are_the_engines_scaling_left_serving_and_the_firewall_keeps_every_slot():
+    """A host with three slots, two serving (its scale state): both are servers; the firewall covers all three
+    ports so that scaling never changes it; a host without a state serves its first engine only."""
+    slots = [
+        {"slot": n, "url": f"http://10.0.2.15:{8000 + n}", "health": f"http://10.0.2.15:{8000 + n}/health"}
+        for n in range(3)
+    ]
+    records = {
+        "infer-a": {"url": "http://10.0.2.15:8000", "replica_slots": slots},
+        "infer-b": {"url": "http://10.0.2.16:8000", "replica_slots": [{**slots[0], "url": "http://10.0.2.16:8000"}]},
+    }
+    result = frontend.backends(records, {"infer-a": {"replicas": 2}})
+    assert [(s["name"], s["host"], s["port"]) for s in result["servers"]] == [
+        ("infer-a", "infer-a", 8000),
+        ("infer-a-engine1", "infer-a", 8001),
+        ("infer-b", "infer-b", 8000),
+    ]
+    rules = frontend.firewall(result, "infer-a", [], "10.0.2.100/24", 443, False)
+    assert rules["engine_ports"] == [8000, 8001, 8002]
+    assert [s["name"] for s in frontend.backends(records)["servers"]] == ["infer-a", "infer-b"]
 
 
 def test_backends_refuse_no_engine_and_mixed_health_paths():
@@ -160,11 +182,11 @@ def test_the_firewall_lets_every_front_door_reach_the_engine_and_only_peers_spea
     assert rules == {
         "floating_address": "192.0.2.100",
         "api_port": 443,
-        "engine_port": 8001,
+        "engine_ports": [8001],
         "front_doors": ["192.0.2.11", "192.0.2.12", "192.0.2.13"],  # gpu03's front door too
         "vrrp_peers": ["192.0.2.11", "192.0.2.13"],
     }
-    assert frontend.firewall(backends, "gpu03", [], "192.0.2.100/24", 443, False)["engine_port"] is None
+    assert frontend.firewall(backends, "gpu03", [], "192.0.2.100/24", 443, False)["engine_ports"] == []
     assert frontend.firewall(backends, "gpu01", ["192.0.2.12"], "192.0.2.100/24", 443, False)["vrrp_peers"] == []
 
 

@@ -94,7 +94,7 @@ def test_the_firewall_refuses_only_the_front_doors_planes(rendered):
     assert "elements = { 192.0.2.11, 192.0.2.12 }" in lines  # the front doors, allowed to the engine
     assert "elements = { 192.0.2.12 }" in lines  # the VRRP peer
     assert 'tcp dport 443 ip daddr != 192.0.2.100 counter drop comment "api-off-the-floating-address"' in lines
-    assert 'tcp dport 8000 ip saddr != @front_doors counter drop comment "engine-from-elsewhere"' in lines
+    assert 'tcp dport { 8000 } ip saddr != @front_doors counter drop comment "engine-from-elsewhere"' in lines
     assert 'ip protocol 112 ip saddr != @vrrp_peers counter drop comment "vrrp-from-elsewhere"' in lines
     assert "flush ruleset" not in rendered["firewall.nft"]  # a site's own tables stay
     assert not any(" 22 " in line or "ssh" in line for line in lines if not line.startswith("#"))

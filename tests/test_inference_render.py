@@ -11,7 +11,7 @@ import yaml
 from role_templates import ANSIBLE, render
 from shapes import SHAPES, shape_plan
 
-from ironserve import engines, hardware, planner
+from ironserve import engines, hardware, planner, scaling
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO / "roles" / "inference" / "templates" / "compose.yml.j2"
@@ -21,8 +21,9 @@ def _render(tmp_path: Path, plan: dict, rdma: bool, nccl: bool, **deployment) ->
     return yaml.safe_load(render_file(tmp_path, plan, rdma, nccl, **deployment).read_text())["services"]["engine"]
 
 
-def render_file(tmp_path: Path, plan: dict, rdma: bool, nccl: bool, **deployment) -> Path:
-    """The role's compose.yml for ``plan`` on gpu-1 (192.0.2.21), written under ``tmp_path``."""
+def render_file(tmp_path: Path, plan: dict, rdma: bool, nccl: bool, slot: int = 0, **deployment) -> Path:
+    """The role's compose.yml for ``plan`` on gpu-1 (192.0.2.21), written under ``tmp_path``: the host's first engine,
+    or with ``slot`` that replica's (the host's slots as the role lays them out, ironserve.scaling)."""
     deploy = engines.deployment(
         plan,
         **{
@@ -45,7 +46,10 @@ def render_file(tmp_path: Path, plan: dict, rdma: bool, nccl: bool, **deployment
         },
     )
     assert deploy["problems"] == []
+    per_engine = plan.get("tensor_parallel", 8) if deployment.get("nodes", 1) == 1 else 8
+    count = scaling.slot_count(8, per_engine, deployment.get("nodes", 1), 0)
     variables = {
+        "_slot": scaling.slots(deploy, "192.0.2.21", 8000, count, per_engine)[slot],
         "_inference_deploy": deploy,
         "_inference_plan": plan,
         "_inference_engine": deploy["engine"],
@@ -144,3 +148,23 @@ def test_a_custom_engine_spanning_nodes_finds_its_place_in_the_container_environ
     assert environment["IRONSERVE_DIST_INIT_ADDR"] == "198.51.100.11:20000"
     assert environment["IRONSERVE_NODE_ADDRESS"] == "198.51.100.12"
     assert engine["network_mode"] == "host"
+
+
+@pytest.mark.skipif(ANSIBLE is None, reason="ansible-playbook is not installed")
+def test_a_replica_gets_its_own_project_port_and_set_of_gpus(tmp_path):
+    """The 70B distill fits on fewer than the H200 host's eight GPUs: each slot is an engine of its own. Replica 1 is
+    its own compose project (the scale playbook's unit starts it), listens on the next port and gets the next GPUs."""
+    plan = _h200_plan("r1-distill-llama-70b")
+    per_engine = plan["tensor_parallel"]
+    assert 8 // per_engine >= 2, plan
+    path = render_file(tmp_path, plan, rdma=False, nccl=False, slot=1)
+    project = yaml.safe_load(path.read_text())
+    assert project["name"] == "ironserve-inference-replica-1"
+    engine = project["services"]["engine"]
+    assert engine["environment"]["IRONSERVE_PORT"] == "8001"
+    assert "http://192.0.2.21:8001/health" in engine["healthcheck"]["test"][-1]
+    [gpus] = engine["deploy"]["resources"]["reservations"]["devices"]
+    assert gpus["device_ids"] == [f"nvidia.com/gpu={n}" for n in range(per_engine, 2 * per_engine)]
+    first = _render(tmp_path, plan, rdma=False, nccl=False)
+    first_ids = first["deploy"]["resources"]["reservations"]["devices"][0]["device_ids"]
+    assert first_ids == [f"nvidia.com/gpu={n}" for n in range(per_engine)]

@@ -14,7 +14,7 @@ import yaml
 from debian_tools import tool
 from role_templates import render
 
-from ironserve import monitoring
+from ironserve import monitoring, scaling
 
 REPO = Path(__file__).resolve().parents[1]
 ROLE = REPO / "roles" / "monitoring"
@@ -29,7 +29,7 @@ ADDRESSES = {"gpu01": "192.0.2.11", "gpu02": "192.0.2.12", "gpu03": "192.0.2.13"
 
 
 # What the exporters give (the rest comes from the recording rules): node_exporter, DCGM, the textfile metrics.
-EXPORTED = ("node_", "DCGM_FI_", "DCGM_EXP_", "ironserve_vrrp_", "ironserve_canary_")
+EXPORTED = ("node_", "DCGM_FI_", "DCGM_EXP_", "ironserve_vrrp_", "ironserve_canary_", "ironserve_engine_replica")
 
 
 def _rules(rule_file: dict) -> list[dict]:
@@ -87,7 +87,7 @@ def test_the_rule_files_with_their_runbooks_pass_promtool(promtool, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     for rule in ALERTS:
         assert rule["annotations"]["runbook"], rule["alert"]
-        assert rule["labels"]["severity"] in ("critical", "warning"), rule["alert"]
+        assert rule["labels"]["severity"] in ("critical", "warning", "info"), rule["alert"]
 
 
 def test_every_alert_reads_only_what_the_exporters_and_recording_rules_give():
@@ -119,6 +119,7 @@ def rendered(tmp_path_factory) -> Path:
         "_retention_size": "51200MB",
         "_peers": ["192.0.2.12"],
         "monitoring_alert_webhooks": ["https://oncall.example.org/hook?token=x"],
+        "monitoring_scaler_url": "http://192.0.2.5:9096/alertmanager",
     }
     names = ("prometheus.yml", "alertmanager.yml", "prometheus.default", "prometheus-alertmanager.default")
     names += ("prometheus-node-exporter.default",)
@@ -183,6 +184,11 @@ def test_each_host_registers_its_exporter_engine_and_gpus(tmp_path, promtool):
     gpu03 = monitoring.host_targets("gpu03", "192.0.2.13", settings, RECORDS["gpu03"], False)
     assert (gpu03["engine"], gpu03["gpu"]) == ([], [])
     assert monitoring.host_targets("cold01", "192.0.2.20", settings, None, False)["engine"] == []
+    # The engines scaling left serving, each scraped (its scale state says how many of its slots serve).
+    slots = [{"slot": n, "url": f"http://198.51.100.11:{8000 + n}"} for n in range(3)]
+    scaled = {**RECORDS["gpu01"], "replica_slots": slots}
+    engines = monitoring.host_targets("gpu01", "192.0.2.11", settings, scaled, True, {"replicas": 2})["engine"]
+    assert engines[0]["targets"] == ["198.51.100.11:8000", "198.51.100.11:8001"]
     # Prometheus reads the files as the role writes them (promtool checks a configuration that names them).
     for job, groups in gpu01.items():
         (tmp_path / job).mkdir()
@@ -202,7 +208,17 @@ def test_the_rendered_alertmanager_configuration_passes_amtool(rendered, amtool)
     assert result.returncode == 0, result.stdout + result.stderr
     config = yaml.safe_load((rendered / "alertmanager.yml").read_text())
     assert config["route"]["receiver"] == "webhooks"
-    assert config["receivers"][1]["webhook_configs"][0]["url"] == "https://oncall.example.org/hook?token=x"
+    receivers = {receiver["name"]: receiver for receiver in config["receivers"]}
+    assert receivers["webhooks"]["webhook_configs"][0]["url"] == "https://oncall.example.org/hook?token=x"
+    # The scale alerts, and only they, go to the scaler (their label: ironserve.scaling.ACTION_LABEL).
+    [scale_route] = config["route"]["routes"]
+    assert scale_route["receiver"] == "scaler"
+    assert scale_route["matchers"] == [f'{scaling.ACTION_LABEL}=~"out|in"']
+    assert receivers["scaler"]["webhook_configs"] == [
+        {"url": "http://192.0.2.5:9096/alertmanager", "send_resolved": False}
+    ]
+    scale_alerts = [r for g in monitoring.alert_rules(DEFAULTS)["groups"] for r in g["rules"] if "scale" in r["labels"]]
+    assert {r["labels"][scaling.ACTION_LABEL] for r in scale_alerts} == set(scaling.DIRECTIONS)
 
 
 def test_every_listener_binds_the_monitoring_address_only(rendered):
@@ -252,7 +268,7 @@ SETTINGS = {key: value for key, value in DEFAULTS.items() if not isinstance(valu
     [
         ({}, ["a"], {"a": "192.0.2.11"}, []),
         (
-            {"monitoring_scrape_interval_seconds": 500},
+            {"monitoring_scrape_interval_seconds": 500, "monitoring_scale_out_after_seconds": 600},
             ["a"],
             {"a": "192.0.2.11"},
             ["monitoring_scrape_interval_seconds"],

@@ -364,6 +364,114 @@ def test_the_canary_matches_then_a_changed_answer_fires_canary_drift_then_clears
     print(f"CanaryDrift cleared {_cleared(client, 'CanaryDrift', host=standby)} s after the answer was the same again")
 
 
+SCALER_ADDRESS = CLIENT_ADDRESS.split("/")[0]
+SCALER_PORT = 9096
+# The receiver's cool-down, short for the bench: an Alertmanager repeat arriving while Prometheus has not yet seen the
+# new engine is skipped, not a second action.
+SCALER_COOLDOWN = 30
+ACTION_BOUND = 420  # the hold (10 s or 20 s), a scrape, the webhook, and a scale playbook run or two (one at a time)
+
+
+def _serve_in_namespace(namespace: str, receiver) -> object:
+    """The scaler's webhook server on the test's address on the lab bridge (where Alertmanager posts): its thread
+    enters the namespace; the action worker, started from this thread, runs the playbook from this machine."""
+    import ctypes
+    import threading
+
+    from ironserve import scaler
+    from ironserve.lab.netns_forward import CLONE_NEWNET
+
+    made: dict[str, object] = {}
+    ready = threading.Event()
+
+    def run() -> None:
+        descriptor = os.open(f"/run/netns/{namespace}", os.O_RDONLY)
+        try:
+            if ctypes.CDLL(None, use_errno=True).setns(descriptor, CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "setns")
+        finally:
+            os.close(descriptor)
+        made["server"] = scaler.server(receiver, SCALER_ADDRESS, SCALER_PORT)
+        ready.set()
+        made["server"].serve_forever()
+
+    threading.Thread(target=run, daemon=True, name="scaler-webhook").start()
+    assert ready.wait(10), "the scaler's server did not start"
+    return made["server"]
+
+
+def _serving(client: str) -> dict[str, int]:
+    """Engines serving per host, as Prometheus reads each host's textfile."""
+    return {r["metric"]["host"]: int(float(r["value"][1])) for r in _query(client, "ironserve_engine_replicas")}
+
+
+def test_load_scales_a_host_out_through_alertmanager_and_the_scaler_then_in_when_it_falls(client):
+    """Thirty clients on engines that run two requests at a time: EngineScaleOut reaches the scaler (ironserve
+    scaler's receiver, in this process), which runs playbooks/scale.yml: the host's second engine starts, the front
+    door sends it requests and Prometheus scrapes it. The load stops: after the cool-down EngineScaleIn takes it away
+    again. Every action is in the scaler's log and counted on the host."""
+    import threading
+
+    from ironserve import scaler
+
+    log = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "scaler.log"
+    log.unlink(missing_ok=True)
+    receiver = scaler.Scaler(scaler.playbook_action(Path(INVENTORY)), SCALER_COOLDOWN, log)
+    threading.Thread(target=receiver.work_forever, daemon=True, name="scale-actions").start()
+    server = _serve_in_namespace(client, receiver)
+    assert set(_serving(client).values()) == {1}, _serving(client)
+    loader = subprocess.Popen(
+        ["ip", "netns", "exec", client, sys.executable, "-c", _load(client, 600, 30)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    started = time.time()
+    try:
+        scaled = _until(
+            lambda: [host for host, count in _serving(client).items() if count == 2],
+            ACTION_BOUND,
+            f"no host scaled out; the scaler's log: {log.read_text() if log.exists() else 'empty'}",
+        )
+        out_seconds = round(time.time() - started, 1)
+        host = scaled[0]
+        print(f"\nload to a second engine serving on {host}: {out_seconds} s")
+        # The new engine serves through the front door and is scraped: its own token counter grows.
+        second = f'vllm:generation_tokens_total{{host="{host}",instance=~".*:8001"}}'
+        _until(lambda: (r := _query(client, second)) and float(r[0]["value"][1]) > 0, ACTION_BOUND, second)
+        haproxy = HOSTS[host].file("/etc/haproxy/haproxy.cfg").content_string
+        assert f"server {host}-engine1 " in haproxy, haproxy
+    finally:
+        loader.kill()
+        loader.communicate(timeout=30)
+    stopped = time.time()
+    try:
+        _until(
+            lambda: set(_serving(client).values()) == {1} and not receiver.queued,
+            2 * ACTION_BOUND,
+            f"not scaled in; the scaler's log: {log.read_text()}",
+        )
+    finally:
+        server.shutdown()
+    in_seconds = round(time.time() - stopped, 1)
+    print(f"load stopped to one engine per host again: {in_seconds} s")
+    assert not HOSTS[host].service("ironserve-inference-replica@1").is_running
+    assert f"{host}-engine1" not in HOSTS[host].file("/etc/haproxy/haproxy.cfg").content_string
+    actions = [json.loads(line) for line in log.read_text().splitlines()]
+    shown = "; ".join(f"{a['host']} {a['direction']} {a['result']} {a['seconds']} s" for a in actions)
+    print(f"the scaler's actions: {shown}")
+    done = {(a["host"], a["direction"]) for a in actions if a["result"] == "ok"}
+    assert {(host, "out"), (host, "in")} <= done, actions
+    assert not [a for a in actions if a["result"].startswith("failed")], actions
+    counted = _query(client, f'ironserve_scale_actions_total{{host="{host}",result="scaled"}}')
+    assert {r["metric"]["direction"]: float(r["value"][1]) for r in counted} == {"out": 1.0, "in": 1.0}, counted
+    metrics = receiver.metrics()
+    assert f'ironserve_scaler_actions_total{{host="{host}",direction="out",result="ok"}} 1' in metrics, metrics
+    MEASURED_SCALING.update({"scale out": out_seconds, "scale in": in_seconds})
+
+
+MEASURED_SCALING: dict[str, float] = {}
+
+
 def test_summary_of_fault_to_alert_times():
     assert MEASURED, "no fault was measured"
     every = [seconds for times in MEASURED.values() for seconds in times]
@@ -373,3 +481,5 @@ def test_summary_of_fault_to_alert_times():
         + "; ".join(f"{name} {times}" for name, times in MEASURED.items())
         + f"; median {statistics.median(every)} s, max {max(every)} s"
     )
+    if MEASURED_SCALING:
+        print("scaling (from the load's start or stop to the engines serving): " + str(MEASURED_SCALING))
