@@ -151,6 +151,17 @@ def test_every_shape_of_a_real_site_renders_a_project_this_docker_compose_accept
         assert not copied.get("failed"), copied
         result = host.run(f"docker compose -f /tmp/shapes/{name}.yml config --quiet")
         assert result.rc == 0, f"{name}: {result.stderr}"
+    # A replica's project as scaling starts it (ironserve.scaling: its own name, port and set of GPUs).
+    from test_inference_render import _h200_plan
+
+    folder = tmp_path / "replica"
+    folder.mkdir()
+    rendered = render_file(folder, _h200_plan("r1-distill-llama-70b"), rdma=True, nccl=False, slot=1)
+    copied = host.ansible("copy", f"src={rendered} dest=/tmp/shapes/replica-1.yml mode=0600", check=False)
+    assert not copied.get("failed"), copied
+    result = host.run("docker compose -f /tmp/shapes/replica-1.yml config --format json")
+    assert result.rc == 0, f"replica 1: {result.stderr}"
+    assert json.loads(result.stdout)["name"] == "ironserve-inference-replica-1"
 
 
 def test_the_healthcheck_reports_healthy(host):
