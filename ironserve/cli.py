@@ -301,7 +301,13 @@ def cmd_scaler(args: argparse.Namespace) -> int:
     if args.cooldown < 0:
         print("ironserve: --cooldown is seconds, 0 or more", file=sys.stderr)
         return EXIT_BAD_INPUT
-    return scaler.serve(inventory, args.address, args.port, args.cooldown, Path(args.log) if args.log else None)
+    try:
+        token = scaler.read_token(Path(args.token_file))
+    except scaler.TokenError as exc:
+        print(f"ironserve: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    log = Path(args.log) if args.log else None
+    return scaler.serve(inventory, args.address, args.port, args.cooldown, log, token)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -360,6 +366,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--cooldown", type=float, default=300, help="seconds after a host's action before its next (default: 300)"
     )
     scale.add_argument("--log", help="also append each action, one JSON line, to this file")
+    scale.add_argument(
+        "--token-file",
+        required=True,
+        help="a 0600 file with the bearer token Alertmanager sends (monitoring_scaler_token)",
+    )
     scale.set_defaults(func=cmd_scaler)
 
     doctor = commands.add_parser("doctor", help="check the controller and the inventory, changing nothing")

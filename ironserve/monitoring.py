@@ -206,6 +206,11 @@ def problems(settings: dict[str, Any], addresses: dict[str, str], servers: list[
     url = str(settings.get("monitoring_scaler_url") or "")
     if url and urlsplit(url).scheme not in ("http", "https"):
         found.append(f"monitoring_scaler_url {url!r}: give ironserve scaler's http(s) URL, or leave it empty")
+    if url and str(settings.get("monitoring_scaler_token_given")).lower() not in ("true", "1"):
+        found.append(
+            "monitoring_scaler_url is set without monitoring_scaler_token: whoever reaches the scaler could start "
+            "and stop engines; set a vaulted token (ironserve scaler reads the same one with --token-file)"
+        )
     ports = {key: value for key, value in settings.items() if key.endswith("_port")}
     for key, value in sorted(ports.items()):
         if not 1 <= int(value) <= 65535:

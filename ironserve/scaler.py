@@ -13,6 +13,7 @@ Every action is logged (one JSON line per action on stdout and in ``--log``) and
 
 from __future__ import annotations
 
+import hmac
 import json
 import queue
 import sys
@@ -75,6 +76,8 @@ class Scaler:
     log: Path | None = None
     counts: dict[tuple[str, str, str], int] = field(default_factory=dict)
     last_action: dict[str, float] = field(default_factory=dict)
+    # Alertmanager's webhook sends it as a bearer token (monitoring_scaler_token); None: no token asked for.
+    token: str | None = None
     pending: queue.Queue = field(default_factory=queue.Queue)
     queued: set[tuple[str, str]] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -168,6 +171,11 @@ def handler(scaler: Scaler) -> type[BaseHTTPRequestHandler]:
             if self.path != WEBHOOK_PATH:
                 self._send(404, f"post Alertmanager's webhooks to {WEBHOOK_PATH}\n")
                 return
+            if scaler.token is not None:
+                given = self.headers.get("Authorization", "")
+                if not hmac.compare_digest(given.encode(), f"Bearer {scaler.token}".encode()):
+                    self._send(401, "a bearer token is required (monitoring_scaler_token)\n")
+                    return
             length = int(self.headers.get("Content-Length") or 0)
             if length > MAX_BODY:
                 self._send(413, "too large\n")
@@ -189,9 +197,29 @@ def server(scaler: Scaler, address: str, port: int) -> ThreadingHTTPServer:
     return ThreadingHTTPServer((address, port), handler(scaler))
 
 
-def serve(inventory: Path, address: str, port: int, cooldown_seconds: float, log: Path | None) -> int:
+class TokenError(ValueError):
+    """A token file that cannot be used; the message says why."""
+
+
+def read_token(path: Path) -> str:
+    """The bearer token in ``path``: one line, in a file only its owner reads (as the site's other secrets)."""
+    try:
+        mode = path.stat().st_mode & 0o077
+        token = path.read_text().strip()
+    except OSError as exc:
+        raise TokenError(f"--token-file {path}: {exc.strerror}") from exc
+    if mode:
+        raise TokenError(f"--token-file {path} is readable by others: chmod 600 it")
+    if len(token) < 16 or any(c.isspace() for c in token):
+        raise TokenError(f"--token-file {path}: give one token of 16 or more characters, without spaces")
+    return token
+
+
+def serve(
+    inventory: Path, address: str, port: int, cooldown_seconds: float, log: Path | None, token: str | None = None
+) -> int:
     """Run the receiver until interrupted."""
-    scaler = Scaler(playbook_action(inventory), cooldown_seconds, log)
+    scaler = Scaler(playbook_action(inventory), cooldown_seconds, log, token=token)
     threading.Thread(target=scaler.work_forever, daemon=True, name="scale-actions").start()
     httpd = server(scaler, address, port)
     print(f"ironserve scaler: Alertmanager's webhook at http://{address}:{port}{WEBHOOK_PATH}", file=sys.stderr)

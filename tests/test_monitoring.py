@@ -120,6 +120,7 @@ def rendered(tmp_path_factory) -> Path:
         "_peers": ["192.0.2.12"],
         "monitoring_alert_webhooks": ["https://oncall.example.org/hook?token=x"],
         "monitoring_scaler_url": "http://192.0.2.5:9096/alertmanager",
+        "monitoring_scaler_token": "scaler-token-0123456789",
     }
     names = ("prometheus.yml", "alertmanager.yml", "prometheus.default", "prometheus-alertmanager.default")
     names += ("prometheus-node-exporter.default",)
@@ -215,7 +216,11 @@ def test_the_rendered_alertmanager_configuration_passes_amtool(rendered, amtool)
     assert scale_route["receiver"] == "scaler"
     assert scale_route["matchers"] == [f'{scaling.ACTION_LABEL}=~"out|in"']
     assert receivers["scaler"]["webhook_configs"] == [
-        {"url": "http://192.0.2.5:9096/alertmanager", "send_resolved": False}
+        {
+            "url": "http://192.0.2.5:9096/alertmanager",
+            "send_resolved": False,
+            "http_config": {"authorization": {"type": "Bearer", "credentials": "scaler-token-0123456789"}},
+        }
     ]
     scale_alerts = [r for g in monitoring.alert_rules(DEFAULTS)["groups"] for r in g["rules"] if "scale" in r["labels"]]
     assert {r["labels"][scaling.ACTION_LABEL] for r in scale_alerts} == set(scaling.DIRECTIONS)
@@ -272,6 +277,18 @@ SETTINGS = {key: value for key, value in DEFAULTS.items() if not isinstance(valu
             ["a"],
             {"a": "192.0.2.11"},
             ["monitoring_scrape_interval_seconds"],
+        ),
+        (
+            {"monitoring_scaler_url": "http://192.0.2.5:9096/alertmanager"},
+            ["a"],
+            {"a": "192.0.2.11"},
+            ["monitoring_scaler_url is set without monitoring_scaler_token", "--token-file"],
+        ),
+        (
+            {"monitoring_scale_in_kv_cache_ratio": 0.95},
+            ["a"],
+            {"a": "192.0.2.11"},
+            ["monitoring_scale_in_kv_cache_ratio (0.95) must be below monitoring_scale_out_kv_cache_ratio (0.9)"],
         ),
         (
             {"monitoring_evaluation_interval_seconds": 60},

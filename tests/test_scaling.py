@@ -170,10 +170,12 @@ def test_an_action_that_raises_is_logged_as_failed_and_the_receiver_goes_on():
     assert receiver.work_once(0)["result"].startswith("failed")
 
 
-def _http(port: int, method: str, path: str, body: bytes | None = None) -> tuple[int, str]:
+def _http(
+    port: int, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, str]:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
-        connection.request(method, path, body)
+        connection.request(method, path, body, headers or {})
         answer = connection.getresponse()
         return answer.status, answer.read().decode()
     finally:
@@ -200,13 +202,57 @@ def test_the_server_takes_webhooks_and_shows_its_metrics():
         httpd.server_close()
 
 
-def test_the_scaler_command_refuses_a_missing_inventory_and_a_negative_cool_down(tmp_path, capsys):
-    assert cli.main(["scaler", "--inventory", str(tmp_path / "none.yml")]) == cli.EXIT_BAD_INPUT
+TOKEN = "t0ken-0123456789abcdef"  # noqa: S105 (a test's)
+
+
+def test_with_a_token_the_server_refuses_a_webhook_without_it():
+    receiver = scaler.Scaler(lambda host, direction: "ok", cooldown_seconds=0, token=TOKEN)
+    httpd = scaler.server(receiver, "127.0.0.1", 0)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    port = httpd.server_address[1]
+    body = json.dumps(_payload("gpu01", "out")).encode()
+    try:
+        assert _http(port, "POST", scaler.WEBHOOK_PATH, body)[0] == 401
+        wrong = {"Authorization": "Bearer another-token-0123456789"}
+        assert _http(port, "POST", scaler.WEBHOOK_PATH, body, wrong)[0] == 401
+        right = {"Authorization": f"Bearer {TOKEN}"}
+        assert _http(port, "POST", scaler.WEBHOOK_PATH, body, right)[0] == 200
+        assert receiver.queued == {("gpu01", "out")}
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_the_token_file_must_be_private_and_one_token(tmp_path):
+    path = tmp_path / "token"
+    path.write_text(TOKEN + "\n")
+    path.chmod(0o600)
+    assert scaler.read_token(path) == TOKEN
+    path.chmod(0o644)
+    with pytest.raises(scaler.TokenError, match="readable by others: chmod 600"):
+        scaler.read_token(path)
+    path.chmod(0o600)
+    path.write_text("short\n")
+    with pytest.raises(scaler.TokenError, match="16 or more characters"):
+        scaler.read_token(path)
+    with pytest.raises(scaler.TokenError, match="No such file"):
+        scaler.read_token(tmp_path / "none")
+
+
+def test_the_scaler_command_refuses_bad_input_before_listening(tmp_path, capsys):
+    token = tmp_path / "token"
+    token.write_text(TOKEN)
+    token.chmod(0o600)
+    given = ["--token-file", str(token)]
+    assert cli.main(["scaler", "--inventory", str(tmp_path / "none.yml"), *given]) == cli.EXIT_BAD_INPUT
     assert "inventory" in capsys.readouterr().err
     inventory = tmp_path / "hosts.yml"
     inventory.write_text("all: {}\n")
-    assert cli.main(["scaler", "--inventory", str(inventory), "--cooldown", "-1"]) == cli.EXIT_BAD_INPUT
+    assert cli.main(["scaler", "--inventory", str(inventory), "--cooldown", "-1", *given]) == cli.EXIT_BAD_INPUT
     assert "--cooldown" in capsys.readouterr().err
+    token.chmod(0o644)
+    assert cli.main(["scaler", "--inventory", str(inventory), *given]) == cli.EXIT_BAD_INPUT
+    assert "chmod 600" in capsys.readouterr().err
 
 
 def test_the_scale_playbook_exists_where_the_receiver_runs_it():

@@ -416,7 +416,8 @@ def test_load_scales_a_host_out_through_alertmanager_and_the_scaler_then_in_when
 
     log = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "scaler.log"
     log.unlink(missing_ok=True)
-    receiver = scaler.Scaler(scaler.playbook_action(Path(INVENTORY)), SCALER_COOLDOWN, log)
+    token = VARS["mon-a"]["monitoring_scaler_token"]
+    receiver = scaler.Scaler(scaler.playbook_action(Path(INVENTORY)), SCALER_COOLDOWN, log, token=token)
     threading.Thread(target=receiver.work_forever, daemon=True, name="scale-actions").start()
     server = _serve_in_namespace(client, receiver)
     assert set(_serving(client).values()) == {1}, _serving(client)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -134,6 +135,39 @@ def test_soft_roce_is_active_on_the_data_vlan_and_nccl_points_at_it(host):
     a, b, c, d = (int(x) for x in DATA_IP[_name(host)].split("."))
     assert gid.endswith(f"ffff:{a:02x}{b:02x}:{c:02x}{d:02x}")
     assert host.service("ironserve-soft-roce").is_enabled
+
+
+RDMA_METRICS = ("node_infiniband_state_id",)
+FAULT_NIC = "rdmafault0"
+
+
+def test_an_rdma_port_down_fires_the_monitoring_alert_and_up_again_is_quiet(host, tmp_path):
+    """node_exporter's view of real soft-RoCE ports judged by the monitoring role's RdmaPortDown (promtool,
+    tests/exporter_rules.py). The fault is a second rxe device on a dummy NIC of its own, so that the data plane the
+    other tests use is untouched: down, its port is DOWN and only it fires; up, every port is ACTIVE and none does."""
+    if _name(host) != sorted(HOST_VARS)[0]:
+        pytest.skip("one machine is enough: the rule is the same for both")
+    sys.path.insert(0, str(SCENARIO.parents[1] / "tests"))
+    import exporter_rules
+
+    name = _name(host)
+    labels = {"host": name, "instance": f"{name}:9100", "job": "node"}
+    host.check_output(f"ip link add {FAULT_NIC} type dummy && rdma link add rxefault type rxe netdev {FAULT_NIC}")
+    exporter_rules.start_exporter(host, "infiniband")
+    try:
+        down = exporter_rules.scrape(host, RDMA_METRICS, name)
+        assert any('device="rxe0"' in series and value == 4 for series, value in down.items()), down
+        exporter_rules.check(tmp_path, down, "RdmaPortDown", [{"device": "rxefault", "port": "1", **labels}])
+        host.check_output(f"ip link set {FAULT_NIC} up")
+        deadline = time.monotonic() + 30
+        while "rxefault/1 state ACTIVE" not in host.check_output("rdma link show"):
+            assert time.monotonic() < deadline, host.check_output("rdma link show")
+            time.sleep(0.5)
+        exporter_rules.check(tmp_path, exporter_rules.scrape(host, RDMA_METRICS, name), "RdmaPortDown", [])
+    finally:
+        exporter_rules.stop_exporter(host)
+        host.run(f"rdma link delete rxefault; ip link delete {FAULT_NIC}")
+    assert "rxefault" not in host.check_output("rdma link show")
 
 
 def _run_check(tmp_path) -> dict:
