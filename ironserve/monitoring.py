@@ -225,7 +225,10 @@ def problems(settings: dict[str, Any], addresses: dict[str, str], servers: list[
 
 # Expressions the alerts and `ironserve status` share (one home each).
 RAID_MISSING_MEMBERS = 'node_md_disks_required - ignoring(state) node_md_disks{state="active"} > 0'
-RDMA_PORT_NOT_ACTIVE = "node_infiniband_state_id != 4"  # 4: ACTIVE
+# The monitoring role's own textfile (files/ironserve-rdma-state.sh): node_exporter 1.9.0's infiniband collector
+# reports nothing on a host with a device without counters (soft-RoCE, Broadcom's RoCE NICs).
+RDMA_PORT_STATE = "ironserve_rdma_port_state_id"
+RDMA_PORT_NOT_ACTIVE = f"{RDMA_PORT_STATE} != 4"  # 4: ACTIVE
 # Filesystems whose free space is not a disk's (a container's overlay, images, kernel namespaces).
 NOT_DISKS = "overlay|squashfs|ramfs|nsfs"
 

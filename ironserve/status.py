@@ -16,7 +16,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from ironserve.engines import service_url
-from ironserve.monitoring import HOST_LABEL, NOT_DISKS, RAID_MISSING_MEMBERS, RDMA_PORT_NOT_ACTIVE, WINDOW
+from ironserve.monitoring import (
+    HOST_LABEL,
+    NOT_DISKS,
+    RAID_MISSING_MEMBERS,
+    RDMA_PORT_NOT_ACTIVE,
+    RDMA_PORT_STATE,
+    WINDOW,
+)
 
 
 @dataclass(frozen=True)
@@ -47,7 +54,7 @@ INDICATORS = (
     ),
     Indicator(
         "rdma down",
-        f"count by ({HOST_LABEL}) ({RDMA_PORT_NOT_ACTIVE}) or count by ({HOST_LABEL}) (node_infiniband_state_id) * 0",
+        f"count by ({HOST_LABEL}) ({RDMA_PORT_NOT_ACTIVE}) or count by ({HOST_LABEL}) ({RDMA_PORT_STATE}) * 0",
         "count",
     ),
     Indicator(

@@ -2,9 +2,10 @@
 
 For the faults the monitoring scenario's light machines cannot make (an md member failed, an RDMA port down: they share
 this machine's kernel, which has neither md nor RDMA), the scenarios that own those faults on QEMU machines (storage,
-network) run the same exporter (Debian's, at the role's pin, copied in and run for the test on loopback only) and feed
-what it reports to ``promtool test rules`` with the same rules (ironserve.monitoring at the role's defaults): the alert
-must fire on the fault and be quiet once it is repaired.
+network) run the same exporter (Debian's, at the role's pin, copied in and run for the test on loopback only; for RDMA
+with the role's own port state writer behind its textfile collector) and feed what it reports to ``promtool test
+rules`` with the same rules (ironserve.monitoring at the role's defaults): the alert must fire on the fault and be
+quiet once it is repaired.
 """
 
 from __future__ import annotations
@@ -28,14 +29,15 @@ URL = f"http://127.0.0.1:{PORT}/metrics"
 SCRAPE = f"import urllib.request; print(urllib.request.urlopen('{URL}', timeout=10).read().decode())"
 
 
-def start_exporter(host, *collectors: str) -> None:
-    """node_exporter on 127.0.0.1 with only ``collectors``, as a transient unit (gone with stop_exporter)."""
+def start_exporter(host, *collectors: str, flags: tuple[str, ...] = ()) -> None:
+    """node_exporter on 127.0.0.1 with only ``collectors`` (and their ``flags``), as a transient unit (gone with
+    stop_exporter)."""
     binary = tool("prometheus-node-exporter", "prometheus-node-exporter")
     copied = host.ansible("ansible.builtin.copy", f"src={binary} dest={EXPORTER} mode=0755", check=False, become=True)
     assert not copied.get("failed"), copied
-    flags = " ".join(f"--collector.{name}" for name in collectors)
+    arguments = " ".join([*(f"--collector.{name}" for name in collectors), *flags])
     host.check_output(
-        f"systemd-run --unit {UNIT} {EXPORTER} --collector.disable-defaults {flags} "
+        f"systemd-run --unit {UNIT} {EXPORTER} --collector.disable-defaults {arguments} "
         f"--web.listen-address=127.0.0.1:{PORT}"
     )
     for _ in range(50):

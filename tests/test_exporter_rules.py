@@ -23,7 +23,7 @@ def test_a_degraded_array_fires_and_a_whole_one_does_not(tmp_path):
 
 
 def test_a_check_that_does_not_match_fails(tmp_path):
-    down = {f'node_infiniband_state_id{{device="rxe1",port="1",{EXTRA}}}': 1}
+    down = {f'ironserve_rdma_port_state_id{{device="rxe1",port="1",{EXTRA}}}': 1}
     check(tmp_path, down, "RdmaPortDown", [{"device": "rxe1", "port": "1", **LABELS}])
     with pytest.raises(AssertionError, match="RdmaPortDown"):
         check(tmp_path, down, "RdmaPortDown", [])

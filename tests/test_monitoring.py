@@ -29,7 +29,15 @@ ADDRESSES = {"gpu01": "192.0.2.11", "gpu02": "192.0.2.12", "gpu03": "192.0.2.13"
 
 
 # What the exporters give (the rest comes from the recording rules): node_exporter, DCGM, the textfile metrics.
-EXPORTED = ("node_", "DCGM_FI_", "DCGM_EXP_", "ironserve_vrrp_", "ironserve_canary_", "ironserve_engine_replica")
+EXPORTED = (
+    "node_",
+    "DCGM_FI_",
+    "DCGM_EXP_",
+    "ironserve_vrrp_",
+    "ironserve_canary_",
+    "ironserve_engine_replica",
+    "ironserve_rdma_",
+)
 
 
 def _rules(rule_file: dict) -> list[dict]:

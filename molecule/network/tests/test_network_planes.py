@@ -137,14 +137,17 @@ def test_soft_roce_is_active_on_the_data_vlan_and_nccl_points_at_it(host):
     assert host.service("ironserve-soft-roce").is_enabled
 
 
-RDMA_METRICS = ("node_infiniband_state_id",)
+RDMA_METRICS = ("ironserve_rdma_port_state_id",)
 FAULT_NIC = "rdmafault0"
+RDMA_STATE = paths.REPO_ROOT / "roles/monitoring/files/ironserve-rdma-state.sh"
+TEXTFILES = "/run/ironserve-test-textfiles"
 
 
 def test_an_rdma_port_down_fires_the_monitoring_alert_and_up_again_is_quiet(host, tmp_path):
-    """node_exporter's view of real soft-RoCE ports judged by the monitoring role's RdmaPortDown (promtool,
-    tests/exporter_rules.py). The fault is a second rxe device on a dummy NIC of its own, so that the data plane the
-    other tests use is untouched: down, its port is DOWN and only it fires; up, every port is ACTIVE and none does."""
+    """Real soft-RoCE ports as the monitoring role reports them (its port state writer, node_exporter's textfile
+    collector), judged by its RdmaPortDown (promtool, tests/exporter_rules.py). The fault is a second rxe device on a
+    dummy NIC of its own, so that the data plane the other tests use is untouched: down, its port is DOWN and only it
+    fires; up, every port is ACTIVE and none does."""
     if _name(host) != sorted(HOST_VARS)[0]:
         pytest.skip("one machine is enough: the rule is the same for both")
     sys.path.insert(0, str(SCENARIO.parents[1] / "tests"))
@@ -152,9 +155,14 @@ def test_an_rdma_port_down_fires_the_monitoring_alert_and_up_again_is_quiet(host
 
     name = _name(host)
     labels = {"host": name, "instance": f"{name}:9100", "job": "node"}
+    copy = f"src={RDMA_STATE} dest=/tmp/ironserve-rdma-state mode=0755"
+    copied = host.ansible("ansible.builtin.copy", copy, check=False, become=True)
+    assert not copied.get("failed"), copied
+    write = f"mkdir -p {TEXTFILES} && /tmp/ironserve-rdma-state {TEXTFILES}/ironserve_rdma.prom"
     host.check_output(f"ip link add {FAULT_NIC} type dummy && rdma link add rxefault type rxe netdev {FAULT_NIC}")
-    exporter_rules.start_exporter(host, "infiniband")
+    exporter_rules.start_exporter(host, "textfile", flags=(f"--collector.textfile.directory={TEXTFILES}",))
     try:
+        host.check_output(write)
         down = exporter_rules.scrape(host, RDMA_METRICS, name)
         assert any('device="rxe0"' in series and value == 4 for series, value in down.items()), down
         exporter_rules.check(tmp_path, down, "RdmaPortDown", [{"device": "rxefault", "port": "1", **labels}])
@@ -163,10 +171,11 @@ def test_an_rdma_port_down_fires_the_monitoring_alert_and_up_again_is_quiet(host
         while "rxefault/1 state ACTIVE" not in host.check_output("rdma link show"):
             assert time.monotonic() < deadline, host.check_output("rdma link show")
             time.sleep(0.5)
+        host.check_output(write)
         exporter_rules.check(tmp_path, exporter_rules.scrape(host, RDMA_METRICS, name), "RdmaPortDown", [])
     finally:
         exporter_rules.stop_exporter(host)
-        host.run(f"rdma link delete rxefault; ip link delete {FAULT_NIC}")
+        host.run(f"rdma link delete rxefault; ip link delete {FAULT_NIC}; rm -rf {TEXTFILES} /tmp/ironserve-rdma-state")
     assert "rxefault" not in host.check_output("rdma link show")
 
 
