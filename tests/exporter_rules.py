@@ -15,13 +15,11 @@ import re
 import subprocess
 from pathlib import Path
 
-import yaml
 from debian_tools import tool
+from rule_files import DEFAULTS, FILES, write_rules
 
 from ironserve import monitoring
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULTS = yaml.safe_load((REPO / "roles" / "monitoring" / "defaults" / "main.yml").read_text())
 EXPORTER = "/usr/local/sbin/ironserve-test-node-exporter"
 UNIT = "ironserve-test-node-exporter"
 PORT = 19100
@@ -74,14 +72,9 @@ def alert_labels(name: str) -> dict[str, str]:
 def check(folder: Path, samples: dict[str, float], alert: str, expected: list[dict[str, str]]) -> None:
     """``promtool test rules``: with ``samples`` held for ten minutes, ``alert`` fires with exactly the ``expected``
     label sets (its own labels added), or none when ``expected`` is empty."""
-    (folder / "ironserve-recording.yml").write_text(monitoring.generated_file("recording", DEFAULTS))
-    alerts = monitoring.alert_rules(DEFAULTS)
-    for group in alerts["groups"]:
-        for rule in group["rules"]:
-            rule.pop("annotations")  # the labels are what is checked here; the annotations by promtool check rules
-    (folder / "ironserve-alerts.yml").write_text(yaml.safe_dump(alerts))
+    write_rules(folder, annotations=False)
     test = {
-        "rule_files": ["ironserve-recording.yml", "ironserve-alerts.yml"],
+        "rule_files": FILES,
         "evaluation_interval": "30s",
         "tests": [
             {

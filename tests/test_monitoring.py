@@ -13,13 +13,13 @@ import pytest
 import yaml
 from debian_tools import tool
 from role_templates import render
+from rule_files import DEFAULTS, write_rules
 
 from ironserve import monitoring, scaling
 
 REPO = Path(__file__).resolve().parents[1]
 ROLE = REPO / "roles" / "monitoring"
 TESTS = REPO / "tests" / "promtool" / "alerts.test.yml"
-DEFAULTS = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
 RECORDS = {
     "gpu01": {"url": "http://198.51.100.11:8000", "serves_api": True},
     "gpu02": {"url": "http://198.51.100.12:8000", "serves_api": True},
@@ -62,18 +62,8 @@ def amtool() -> Path:
     return tool("prometheus-alertmanager", "amtool")
 
 
-def _write_rules(folder: Path, annotations: bool = True) -> None:
-    alerts = monitoring.alert_rules(DEFAULTS)
-    if not annotations:
-        for group in alerts["groups"]:
-            for rule in group["rules"]:
-                rule.pop("annotations")
-    (folder / "ironserve-recording.yml").write_text(yaml.safe_dump(monitoring.recording_rules(), sort_keys=False))
-    (folder / "ironserve-alerts.yml").write_text(yaml.safe_dump(alerts, sort_keys=False))
-
-
 def test_every_alert_fires_on_its_fault_and_stays_quiet_beside_it(promtool, tmp_path):
-    _write_rules(tmp_path, annotations=False)
+    write_rules(tmp_path, annotations=False)
     shutil.copy(TESTS, tmp_path / TESTS.name)
     result = _run([promtool, "test", "rules", TESTS.name], cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -90,7 +80,7 @@ def test_every_alert_has_a_firing_and_a_quiet_case():
 
 
 def test_the_rule_files_with_their_runbooks_pass_promtool(promtool, tmp_path):
-    _write_rules(tmp_path)
+    write_rules(tmp_path)
     result = _run([promtool, "check", "rules", "ironserve-recording.yml", "ironserve-alerts.yml"], cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     for rule in ALERTS:

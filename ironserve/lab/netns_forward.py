@@ -27,14 +27,16 @@ CLONE_NEWNET = 0x40000000
 BUFFER = 65536
 
 
-def enter_netns(pid: int) -> None:
-    """Move the calling thread into the network namespace of process ``pid``."""
+def enter_netns(pid: int | None = None, path: str | None = None) -> None:
+    """Move the calling thread into the network namespace of process ``pid``, or the one at ``path`` (a namespace
+    ``ip netns`` made: /run/netns/NAME)."""
+    where = path or f"/proc/{pid}/ns/net"
     libc = ctypes.CDLL(None, use_errno=True)
-    fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY)
+    fd = os.open(where, os.O_RDONLY)
     try:
         if libc.setns(fd, CLONE_NEWNET) != 0:
             error = ctypes.get_errno()
-            raise OSError(error, f"setns into the network namespace of {pid}: {os.strerror(error)}")
+            raise OSError(error, f"setns into the network namespace of {where}: {os.strerror(error)}")
     finally:
         os.close(fd)
 

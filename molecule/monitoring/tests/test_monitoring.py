@@ -375,22 +375,16 @@ ACTION_BOUND = 420  # the hold (10 s or 20 s), a scrape, the webhook, and a scal
 def _serve_in_namespace(namespace: str, receiver) -> object:
     """The scaler's webhook server on the test's address on the lab bridge (where Alertmanager posts): its thread
     enters the namespace; the action worker, started from this thread, runs the playbook from this machine."""
-    import ctypes
     import threading
 
     from ironserve import scaler
-    from ironserve.lab.netns_forward import CLONE_NEWNET
+    from ironserve.lab.netns_forward import enter_netns
 
     made: dict[str, object] = {}
     ready = threading.Event()
 
     def run() -> None:
-        descriptor = os.open(f"/run/netns/{namespace}", os.O_RDONLY)
-        try:
-            if ctypes.CDLL(None, use_errno=True).setns(descriptor, CLONE_NEWNET) != 0:
-                raise OSError(ctypes.get_errno(), "setns")
-        finally:
-            os.close(descriptor)
+        enter_netns(path=f"/run/netns/{namespace}")
         made["server"] = scaler.server(receiver, SCALER_ADDRESS, SCALER_PORT)
         ready.set()
         made["server"].serve_forever()
