@@ -12,7 +12,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Longest first: the bench runner starts them in this order, two at a time where cores and memory allow.
 # storage is in the slow target for now: on 2026-12-05 this machine ran the whole suite at about 5400 s, CI's limit
 # (storage alone 1280 s; docs/bench.md), and its roles did not change since its last pass in a full run.
-SCENARIOS ?= network light gpu-stack inference probe frontend monitoring
+SCENARIOS ?= network light gpu-stack inference probe frontend monitoring dr
 BENCH_JOBS ?= 2
 BENCH_STRATEGY ?= mitogen
 # Outside the main suite: the three storage tiers (see above), the NVIDIA DKMS build under TCG and an engine spanning

@@ -211,6 +211,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run.execute(planned.stages, planned.record, planned.inventory, _reporter(args, names))
 
 
+def cmd_restore(args: argparse.Namespace) -> int:
+    from ironserve import restore, run, stages
+
+    try:
+        planned = restore.plan(
+            Path(args.site),
+            Path(args.inventory),
+            args.host,
+            args.snapshot,
+            args.target,
+            args.force,
+            args.accept_old,
+            args.stages,
+        )
+    except (run.RunInputError, stages.StageError) as exc:
+        print(f"ironserve: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    names = [stage.name for stage, _ in planned.stages]
+    return run.execute(planned.stages, planned.record, planned.inventory, _reporter(args, names))
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from ironserve import run
 
@@ -333,6 +354,30 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument("--json", action="store_true", help="one JSON event per line, for pipelines")
     output.add_argument("--plain", action="store_true", help="plain lines even on a terminal")
     run.set_defaults(func=cmd_run)
+
+    restore = commands.add_parser(
+        "restore", help="rebuild a host from its backups: secrets and site state, the stages, metrics history"
+    )
+    restore.add_argument("--inventory", "-i", required=True, help="the site's inventory, as for ironserve run")
+    restore.add_argument("--host", required=True, help="the inventory host to restore (rebuilt from bare disks)")
+    restore.add_argument("--snapshot", default="latest", help="a snapshot id as restic shows it (default: latest)")
+    restore.add_argument(
+        "--target", default="cold", help="the backup target to restore from: cold (default) or offsite"
+    )
+    restore.add_argument(
+        "--force", action="store_true", help="restore onto a host that still serves (its engine or front door runs)"
+    )
+    restore.add_argument(
+        "--accept-old", action="store_true", help="accept a snapshot older than backup_restore_max_age_hours"
+    )
+    restore.add_argument(
+        "--site", default=str(DEFAULT_SITE), help="the playbook listing the stages (default: site.yml)"
+    )
+    restore.add_argument("--stages", help="comma-separated stages to run between the two halves (default: all)")
+    restore_output = restore.add_mutually_exclusive_group()
+    restore_output.add_argument("--json", action="store_true", help="one JSON event per line, for pipelines")
+    restore_output.add_argument("--plain", action="store_true", help="plain lines even on a terminal")
+    restore.set_defaults(func=cmd_restore)
 
     report = commands.add_parser("report", help="show a run's record (default: the latest run)")
     report.add_argument("run", nargs="?", help="run id (a folder under artifacts/runs)")

@@ -559,6 +559,37 @@ def alert_rules(settings: dict[str, Any]) -> dict[str, Any]:
             _duration(2 * interval),
         ),
     ]
+    # The backup role's textfile metrics (roles/backup/files/ironserve-backup), one series per host and target.
+    target = "{{ $labels.target }}"
+    backup = [
+        _alert(
+            "BackupFailed",
+            "ironserve_backup_last_run_success == 0 and ironserve_backup_last_run_timestamp_seconds > 0",
+            "warning",
+            f"The last backup of {h} to target {target} failed",
+            "Nothing newer than the last good snapshot can be restored. journalctl -u ironserve-backup@TARGET (the "
+            "alert's target) on the host: an unreachable store, a full bucket, wrong keys or password. Run it again "
+            "with systemctl start ironserve-backup@TARGET.",
+        ),
+        _alert(
+            "BackupTooOld",
+            # The age limit comes with the metric: each target's own (backup_cold_max_age_hours and the off-site one).
+            "time() - ironserve_backup_last_success_timestamp_seconds > ironserve_backup_max_age_seconds",
+            "critical",
+            f"The newest backup of {h} to target {target} is {{{{ $value | humanizeDuration }}}} old",
+            "Older than the site's recovery point: a host lost now loses what changed since. Check the timer "
+            "(systemctl list-timers 'ironserve-backup-*') and the last runs (journalctl -u ironserve-backup@TARGET).",
+        ),
+        _alert(
+            "BackupCheckFailed",
+            "ironserve_backup_last_check_success == 0",
+            "critical",
+            f"restic check found the repository of {h} on target {target} damaged",
+            "A restore from it is refused. Read the check's output (journalctl -u ironserve-backup-check@TARGET), "
+            "repair it (restic repair index, restic repair snapshots) or start a new repository; restore from the "
+            "other target meanwhile.",
+        ),
+    ]
     waiting, kv_cache = "ironserve:engine_requests_waiting", "ironserve:engine_kv_cache_usage_ratio"
     scale = [
         _alert(
@@ -588,7 +619,14 @@ def alert_rules(settings: dict[str, Any]) -> dict[str, Any]:
         ),
     ]
     return _rule_groups(
-        targets=targets, gpu=gpus, storage=storage, network=network, serving=serving, failover=failover, scale=scale
+        targets=targets,
+        gpu=gpus,
+        storage=storage,
+        network=network,
+        serving=serving,
+        failover=failover,
+        backup=backup,
+        scale=scale,
     )
 
 

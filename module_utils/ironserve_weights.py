@@ -28,6 +28,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 VERIFIED = ".ironserve-verified"
+# The manifest a verified revision was checked against, kept beside it: backed up instead of the weights themselves.
+MANIFEST = ".ironserve-manifest"
 PROGRESS = ".ironserve-progress"
 CHUNK = 4 * 1024 * 1024
 PARALLEL = 4
@@ -56,8 +58,13 @@ def parse_manifest(text: str) -> dict[str, str]:
     return manifest
 
 
+def manifest_text(manifest: dict[str, str]) -> str:
+    """The manifest in sha256sum's format, sorted: what its digest is taken of."""
+    return "".join(f"{d}  {p}\n" for p, d in sorted(manifest.items()))
+
+
 def manifest_digest(manifest: dict[str, str]) -> str:
-    return hashlib.sha256("".join(f"{d}  {p}\n" for p, d in sorted(manifest.items())).encode()).hexdigest()
+    return hashlib.sha256(manifest_text(manifest).encode()).hexdigest()
 
 
 def sha256_of(path: str) -> str:
@@ -285,6 +292,10 @@ def stage(
     }
     if verified and points_here:
         result["kept_files"] = len(manifest)
+        if not os.path.exists(os.path.join(final, MANIFEST)):  # a revision verified before manifests were kept
+            result["changed"] = True
+            if not check_mode:
+                Path(final, MANIFEST).write_text(manifest_text(manifest))
         return result
     result["changed"] = True
     if check_mode:
@@ -339,6 +350,7 @@ def stage(
                 "; ".join(problems) + f"; the file(s) were discarded and {name}/current still points where it did"
             )
         Path(work, PROGRESS).unlink(missing_ok=True)
+        Path(work, MANIFEST).write_text(manifest_text(manifest))
         with open(os.path.join(work, VERIFIED), "w") as handle:
             handle.write(digest + "\n")
         if os.path.isdir(final):

@@ -36,6 +36,7 @@ EXPORTED = (
     "ironserve_vrrp_",
     "ironserve_canary_",
     "ironserve_engine_replica",
+    "ironserve_backup_",
     "ironserve_rdma_",
 )
 

@@ -247,3 +247,23 @@ def test_a_finished_file_an_earlier_run_did_not_record_is_hashed_once_and_kept(t
     assert big not in result["fetched_files"]
     assert result["kept_files"] == 1
     assert (dest / "m/current" / big).read_bytes() == FILES[big]
+
+
+def test_a_verified_revision_keeps_its_manifest_for_the_backups(tmp_path):
+    source, dest = tmp_path / "src", tmp_path / "models"
+    text = _source(source)
+    manifest = weights.parse_manifest(text)
+    weights.stage(str(source), str(dest), "m", "rev1", manifest, check_mode=False)
+    kept = (dest / "m/rev1" / weights.MANIFEST).read_text()
+    assert weights.parse_manifest(kept) == manifest
+    assert kept == weights.manifest_text(manifest)
+
+    # A revision verified before manifests were kept gets one, once, without its files being read again.
+    (dest / "m/rev1" / weights.MANIFEST).unlink()
+    planned = weights.stage(str(source), str(dest), "m", "rev1", manifest, check_mode=True)
+    assert planned["changed"] is True and not (dest / "m/rev1" / weights.MANIFEST).exists()
+    mended = weights.stage(str(source), str(dest), "m", "rev1", manifest, check_mode=False)
+    assert (mended["changed"], mended["fetched_files"]) == (True, [])
+    assert (dest / "m/rev1" / weights.MANIFEST).read_text() == kept
+    again = weights.stage(str(source), str(dest), "m", "rev1", manifest, check_mode=False)
+    assert again["changed"] is False

@@ -449,6 +449,16 @@ def power_on(name: str, machine: str, timeout: float = DEFAULT_BOOT_TIMEOUT) -> 
     return vm.wait_for_ssh(plan, key, entry["pid"], timeout, light.is_ours)
 
 
+def wipe_disk(name: str, machine: str) -> None:
+    """Give a powered-off light machine a blank disk again: everything written since the base image (or its layer)
+    is gone, as after a disk replacement, and ``power_on`` boots it with the same identity, NICs and SSH port (new
+    host keys) from the image. For a disaster-recovery drill."""
+    _state, entry = _light_entry(name, machine)
+    if _alive(entry):
+        raise LabError(f"lab {name}: {machine} is running; power it off first")
+    light.wipe(entry)
+
+
 def forward(name: str, machine: str, local_port: int, target: str, timeout: float = 15.0) -> int:
     """Forward 127.0.0.1:``local_port`` on this machine through ``machine``'s SSH to ``target`` (host:port on the
     machine's segments), for a person or a client here to reach a service on a segment this machine has no

@@ -316,6 +316,16 @@ def power_off(entry: dict, grace: float = 20.0) -> float:
     return killed
 
 
+def wipe(entry: dict) -> None:
+    """Drop what the machine wrote (its overlay's upper layer); the read-only image below stays. It must be off."""
+    folder = Path(entry["folder"])
+    for mount in (folder / "root", folder / "lower"):
+        if _mounted(mount):
+            _run("unmount the machine's disk", ["umount", str(mount)])
+    for layer in ("upper", "work"):
+        shutil.rmtree(folder / layer, ignore_errors=True)
+
+
 def lab_mounts(scope: Path) -> list[str]:
     """Mount points under ``scope`` (a lab's folder or all of them): what a light machine can leave behind."""
     marker = str(scope) + "/"
