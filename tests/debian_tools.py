@@ -1,5 +1,6 @@
-"""Debian 13's own checkers on the controller, at the versions the roles pin: promtool and amtool check the rules and
-configuration the monitoring role renders, as the hosts' copies do before Prometheus reads them.
+"""Debian 13's own tools on the controller, at the versions the roles pin: promtool and amtool check the rules and
+configuration the monitoring role renders, as the hosts' copies do before Prometheus reads them; restic runs the
+backup role's program against a local repository.
 
 Each package is fetched once through the bundle's private apt (Debian's archive, signed indexes; the controller's
 own apt untouched) and unpacked into the bench cache; the binaries are Go programs needing only libc.
@@ -18,17 +19,17 @@ from ironserve import paths
 from ironserve.bundle.build import _PrivateApt
 
 REPO = Path(__file__).resolve().parents[1]
-PINS = REPO / "roles" / "monitoring" / "vars" / "Debian.yml"
 
 
 def pinned(package: str) -> str:
-    """The version roles/monitoring pins for ``package`` (the one source of the pin)."""
-    for values in yaml.safe_load(PINS.read_text()).values():
-        for entry in values if isinstance(values, list) else []:
-            name, _, version = str(entry).partition("=")
-            if name == package and version:
-                return version
-    raise LookupError(f"{PINS} pins no version of {package}")
+    """The version a role pins for ``package`` in its vars/Debian.yml (the one source of the pin)."""
+    for pins in sorted(REPO.glob("roles/*/vars/Debian.yml")):
+        for values in (yaml.safe_load(pins.read_text()) or {}).values():
+            for entry in values if isinstance(values, list) else []:
+                name, _, version = str(entry).partition("=")
+                if name == package and version:
+                    return version
+    raise LookupError(f"no role pins a version of {package}")
 
 
 def tool(package: str, binary: str) -> Path:

@@ -13,8 +13,8 @@ def test_example_inventory_passes_without_contacting_anyone(capsys):
     )
     out = capsys.readouterr().out
     assert (
-        "ok   inventory: 2 host(s) in groups gpu_servers, inference_primary, inference_servers, inference_standby"
-        in out
+        "ok   inventory: 3 host(s) in groups cold_storage, gpu_servers, inference_primary, inference_servers, "
+        "inference_standby" in out
     )
     assert "ok   reachability: skipped (--skip-reachability)" in out
 

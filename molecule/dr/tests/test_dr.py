@@ -25,7 +25,8 @@ from ironserve.lab import lab as labs
 from ironserve.lab.segment import interface_names
 from ironserve.lab.verify import ansible_env, ansible_playbook
 
-INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
+# The folder, not Molecule's file: the drill's shared settings are an inventory source beside it (site-vars.yml).
+INVENTORY = str(Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent)
 SCENARIO = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"])
 REPO = SCENARIO.parents[1]
 EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
@@ -131,7 +132,9 @@ def _prometheus(client: str, name: str, expr: str, at: float) -> list[dict]:
     from urllib.parse import quote
 
     url = f"http://{ADDRESS[name]}:9090/api/v1/query?query={quote(expr)}&time={at}"
-    answer = json.loads(run_python(client, f"import urllib.request; print(urllib.request.urlopen({url!r}).read().decode())"))
+    answer = json.loads(
+        run_python(client, f"import urllib.request; print(urllib.request.urlopen({url!r}).read().decode())")
+    )
     assert answer["status"] == "success", answer
     return answer["data"]["result"]
 
@@ -171,7 +174,9 @@ def test_backups_run_on_their_timers_and_their_metrics_reach_prometheus(client):
         assert time.time() - _metric(name, "ironserve_backup_last_success_timestamp_seconds") < 120
     # Scraped: the BackupFailed and BackupTooOld alerts read these series.
     _until(
-        lambda: _prometheus(client, "dr-b", 'ironserve_backup_last_run_success{host="dr-a",target="cold"}', time.time()),
+        lambda: _prometheus(
+            client, "dr-b", 'ironserve_backup_last_run_success{host="dr-a",target="cold"}', time.time()
+        ),
         60,
         "dr-a's backup metrics in Prometheus",
     )
@@ -192,7 +197,9 @@ def destroyed(client):
     before = {
         "key": _api_key(),
         "ca": _sh("dr-a", "cat /etc/ironserve/frontend/ca/ca.crt"),
-        "weights": _sh("dr-a", "cd /srv/models/standin-model/current/ && sha256sum $(find . -type f ! -name '.*' | sort)"),
+        "weights": _sh(
+            "dr-a", "cd /srv/models/standin-model/current/ && sha256sum $(find . -type f ! -name '.*' | sort)"
+        ),
     }
     # A change the next timer run backs up, then one made after it: the second is what the RPO loses.
     kept = f"kept-{time.time():.0f}"
@@ -216,7 +223,10 @@ def test_a_damaged_repository_is_found_by_restic_check_and_not_restored_from(des
     assert packs
     pack = f"cold:backups/dr-a/data/{packs[0]}"
     _rclone(f"copyto {pack} /root/pack.good")
-    _sh("dr-cold", "cp /root/pack.good /root/pack.bad && printf 'damaged' | dd of=/root/pack.bad bs=1 seek=100 conv=notrunc")
+    _sh(
+        "dr-cold",
+        "cp /root/pack.good /root/pack.bad && printf 'damaged' | dd of=/root/pack.bad bs=1 seek=100 conv=notrunc",
+    )
     _rclone(f"copyto /root/pack.bad {pack}")
     try:
         before = _fingerprint("dr-a")
@@ -259,14 +269,16 @@ def test_the_restore_brings_the_host_back_as_it_was(destroyed, client):
     assert weights == destroyed["weights"]
     report = json.loads(host.check_output(f"cat {RECORD}/*/report.json"))
     assert report["weights"]["same"] == ["/srv/models/standin-model/rev1"], report
-    assert report["weights"]["different"] == [] and report["weights"]["missing"] == []
+    assert report["weights"]["different"] == []
+    assert report["weights"]["missing"] == []
     # The change the last backup held is back; the one made after it is what the RPO lost.
     assert host.file(f"{RESULTS}/{destroyed['kept']}").exists
     assert not host.file(f"{RESULTS}/{destroyed['lost']}").exists
     # The metrics history up to the snapshot: dr-a's own Prometheus has samples from before its destroy.
     before_cut = report["time_unix"] - 10
     history = _prometheus(client, "dr-a", 'count_over_time(up{job="node",host="dr-b"}[30s])', before_cut)
-    assert history and float(history[0]["value"][1]) > 0, history
+    assert history, "no samples from before the destroy in the restored Prometheus"
+    assert float(history[0]["value"][1]) > 0, history
     # In service again: the front door (now on dr-b) sends it requests, and it rejoined as standby.
     served = _engine_requests(client, "dr-a")
 
