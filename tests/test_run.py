@@ -25,6 +25,7 @@ def test_stages_come_from_site_yml_in_order():
         "inference",
         "frontend",
         "monitoring",
+        "backup",
     ]
     found = stages.from_site(SITE / "site.yml")
     assert [(s.name, s.playbook.name) for s in found] == [("one", "one.yml"), ("two", "two.yml")]
