@@ -309,3 +309,21 @@ def test_the_restored_host_backs_up_again():
     # Its new snapshots join the restored ones in the same repository.
     listed = _sh("dr-b", "ironserve-backup restore-plan cold dr-a")
     assert json.loads(listed)["check"] == "ok", listed
+
+
+def test_a_first_host_rebuilt_without_its_backup_gets_the_pairs_key_and_no_new_ca():
+    """Without a restore: the API key comes from the host that still has it, and a new site CA is refused."""
+    key, pem = _api_key("dr-b"), _sh("dr-b", "sha256sum /etc/ironserve/frontend/server.pem")
+    _sh("dr-a", "mv /etc/ironserve/inference/api-key.env /etc/ironserve/frontend/ca/ca.key /root/")
+    try:
+        again = ansible_playbook(INVENTORY, SCENARIO / "lab_hosts.yml")
+        assert again.returncode == 0, again.stdout[-3000:]
+        assert _api_key("dr-a") == key
+        refused = ansible_playbook(INVENTORY, REPO / "playbooks" / "frontend.yml")
+        assert refused.returncode != 0
+        assert "dr-a has no site CA key" in refused.stdout, refused.stdout[-3000:]
+        assert "dr-b serve a certificate that CA made" in refused.stdout
+        assert _sh("dr-b", "sha256sum /etc/ironserve/frontend/server.pem") == pem
+        assert not _host("dr-a").file("/etc/ironserve/frontend/ca/ca.key").exists
+    finally:
+        _sh("dr-a", "mv /root/ca.key /etc/ironserve/frontend/ca/ca.key")
