@@ -32,6 +32,7 @@ def site(tmp_path, restic):
     (data / "models" / "m" / "rev1").mkdir(parents=True)
     (data / "models" / "m" / "rev1" / ".ironserve-manifest").write_text("00  config.json\n")
     (data / "models" / "m" / "rev1" / "weights.safetensors").write_bytes(b"w" * 1000)
+    (data / "models" / "m" / "current").symlink_to("rev1")  # as the weights module links it
     (tmp_path / "textfile").mkdir()
     (config / "password").write_text("a-long-enough-password\n")
     (config / "credentials.json").write_text('{"access_key": "unused", "secret_key": "unused"}\n')
@@ -93,7 +94,7 @@ def test_a_backup_its_metrics_its_plan_and_a_restore(site):
     assert metrics["ironserve_backup_last_success_timestamp_seconds"] >= int(started)
     assert metrics["ironserve_backup_last_added_bytes"] > 0
     assert metrics["ironserve_backup_max_age_seconds"] == 10800
-    # The weights themselves are not backed up: their manifests are.
+    # The weights themselves are not backed up: their manifests are, once (not again through current).
     plan = json.loads(program("restore-plan", "cold", "gpu01").stdout)
     assert plan["check"] == "ok", plan
     assert plan["snapshot"], plan
