@@ -260,7 +260,7 @@ def test_the_restore_brings_the_host_back_as_it_was(destroyed, client):
     host = _host("dr-a")
     # The same secrets: clients keep their key, and the CA they trust validates the host's certificate.
     assert _api_key() == destroyed["key"]
-    assert host.file("/etc/ironserve/frontend/ca/ca.crt").content_string == destroyed["ca"]
+    assert host.file("/etc/ironserve/frontend/ca/ca.crt").content_string.strip() == destroyed["ca"].strip()
     host.check_output("openssl verify -CAfile /etc/ironserve/frontend/ca/ca.crt /etc/ironserve/frontend/ca/server.crt")
     # The weights staged again from the cold tier, matching what the snapshot's manifests recorded.
     weights = host.check_output(
