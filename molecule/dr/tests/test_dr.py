@@ -296,7 +296,8 @@ def test_the_restore_brings_the_host_back_as_it_was(destroyed, client):
     print(
         f"\nDR drill: RTO {MEASURED['rto']:.1f} s (power cut to requests served through the front door), "
         f"RPO {MEASURED['rpo']:.1f} s (power cut back to the snapshot restored, {report['short_id']}; bounded by "
-        f"the backup schedule, {VARS['dr-a']['backup_cold_schedule']}); ironserve restore itself {restore_seconds:.1f} s"
+        f"the backup schedule, {VARS['dr-a']['backup_cold_schedule']}); "
+        f"ironserve restore itself {restore_seconds:.1f} s"
     )
 
 
