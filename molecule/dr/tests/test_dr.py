@@ -328,3 +328,19 @@ def test_a_first_host_rebuilt_without_its_backup_gets_the_pairs_key_and_no_new_c
         assert not _host("dr-a").file("/etc/ironserve/frontend/ca/ca.key").exists
     finally:
         _sh("dr-a", "mv /root/ca.key /etc/ironserve/frontend/ca/ca.key")
+
+
+def test_no_secret_in_what_the_restores_left_on_the_controller():
+    """Every restore's run record and ansible-runner artifacts (events, outputs), read for the secrets it handled."""
+    secrets = {
+        "cold tier S3 access key": VARS["dr-a"]["cold_tier_s3_access_key"],
+        "cold tier S3 secret key": VARS["dr-a"]["cold_tier_s3_secret_key"],
+        "restic password": VARS["dr-a"]["backup_password"],
+        "API key": _api_key("dr-b"),
+    }
+    files = [p for p in (EPHEMERAL / "ironserve-artifacts").rglob("*") if p.is_file()]
+    assert len(files) > 20, files
+    for path in files:
+        text = path.read_text(errors="replace")
+        for what, value in secrets.items():
+            assert value not in text, f"the {what} is in {path}"
