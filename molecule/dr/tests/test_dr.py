@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -48,6 +49,14 @@ VARS = {name: _host(name).ansible.get_variables() for name in NAMES}
 ADDRESS = {name: VARS[name]["monitoring_address"] for name in NAMES}
 VIP = VARS["dr-a"]["service_frontend_address"].split("/")[0]
 MEASURED: dict[str, float] = {}
+# This run's restores only: Molecule keeps its ephemeral folder from one run of the scenario to the next.
+ARTIFACTS = EPHEMERAL / "ironserve-artifacts"
+shutil.rmtree(ARTIFACTS, ignore_errors=True)
+
+
+def _said(result: subprocess.CompletedProcess) -> str:
+    """What a run printed, its lines joined: Ansible wraps a long message at any word."""
+    return " ".join((result.stdout + result.stderr).split())
 
 
 @pytest.fixture(scope="module")
@@ -73,11 +82,13 @@ def _rclone(command: str) -> str:
 
 
 def _fingerprint(name: str) -> str:
-    """What a refused restore must leave as it was: installed packages, /etc/ironserve and the restore folder."""
+    """What a refused restore must leave as it was: installed packages, /etc/ironserve and /var/lib/ironserve (less
+    the host's own backup state, which its timer rewrites every 30 s here)."""
     return _sh(
         name,
         "{ dpkg-query -W -f='${Package} ${Version} ${Status}\\n'; "
-        "find /etc/ironserve /var/lib/ironserve -printf '%p %s %T@\\n' 2>/dev/null | sort; } | sha256sum",
+        "find /etc/ironserve /var/lib/ironserve -path /var/lib/ironserve/backup -prune -o -printf '%p %s %T@\\n' "
+        "2>/dev/null | sort; } | sha256sum",
     )
 
 
@@ -94,7 +105,7 @@ def _restore(*options: str, timeout: int = 1500) -> subprocess.CompletedProcess:
         "--plain",
         *options,
     ]
-    environment = {**ansible_env(), "IRONSERVE_ARTIFACTS_DIR": str(EPHEMERAL / "ironserve-artifacts")}
+    environment = {**ansible_env(), "IRONSERVE_ARTIFACTS_DIR": str(ARTIFACTS)}
     return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=environment, check=False)
 
 
@@ -184,8 +195,8 @@ def test_a_restore_onto_a_host_that_serves_is_refused_with_nothing_changed():
     before = _fingerprint("dr-a")
     refused = _restore(timeout=600)
     assert refused.returncode != 0, refused.stdout
-    assert "dr-a still serves" in refused.stdout + refused.stderr, refused.stdout[-3000:]
-    assert "--force" in refused.stdout + refused.stderr
+    assert "dr-a still serves" in _said(refused), refused.stdout[-3000:]
+    assert "--force" in _said(refused)
     assert _fingerprint("dr-a") == before
 
 
@@ -229,7 +240,7 @@ def test_a_damaged_repository_is_found_by_restic_check_and_not_restored_from(des
     try:
         before = _fingerprint("dr-a")
         refused = _restore(timeout=600)
-        output = refused.stdout + refused.stderr
+        output = _said(refused)
         assert refused.returncode != 0, refused.stdout[-3000:]
         assert "damaged or unreadable, so not restoring from it" in output, output[-3000:]
         assert _fingerprint("dr-a") == before
@@ -247,8 +258,8 @@ def test_a_snapshot_older_than_the_sites_limit_is_refused(destroyed):
         {"restore_host": "dr-a", "backup_restore_max_age_hours": 1 / 3600},
     )
     assert refused.returncode != 0
-    assert "older than backup_restore_max_age_hours" in refused.stdout, refused.stdout[-3000:]
-    assert "--accept-old" in refused.stdout
+    assert "older than backup_restore_max_age_hours" in _said(refused), refused.stdout[-3000:]
+    assert "--accept-old" in _said(refused)
     assert _fingerprint("dr-a") == before
 
 
@@ -322,8 +333,8 @@ def test_a_first_host_rebuilt_without_its_backup_gets_the_pairs_key_and_no_new_c
         assert _api_key("dr-a") == key
         refused = ansible_playbook(INVENTORY, REPO / "playbooks" / "frontend.yml")
         assert refused.returncode != 0
-        assert "dr-a has no site CA key" in refused.stdout, refused.stdout[-3000:]
-        assert "dr-b serve a certificate that CA made" in refused.stdout
+        assert "dr-a has no site CA key" in _said(refused), refused.stdout[-3000:]
+        assert "dr-b serve a certificate that CA made" in _said(refused)
         assert _sh("dr-b", "sha256sum /etc/ironserve/frontend/server.pem") == pem
         assert not _host("dr-a").file("/etc/ironserve/frontend/ca/ca.key").exists
     finally:
@@ -338,7 +349,7 @@ def test_no_secret_in_what_the_restores_left_on_the_controller():
         "restic password": VARS["dr-a"]["backup_password"],
         "API key": _api_key("dr-b"),
     }
-    files = [p for p in (EPHEMERAL / "ironserve-artifacts").rglob("*") if p.is_file()]
+    files = [p for p in ARTIFACTS.rglob("*") if p.is_file()]
     assert len(files) > 20, files
     for path in files:
         text = path.read_text(errors="replace")
