@@ -41,7 +41,9 @@ $(BIN)/.installed: requirements-dev.txt pyproject.toml
 	python3 -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -r requirements-dev.txt
-	$(BIN)/pip install -q --no-deps -e .
+	# Two package roots (ironserve/ and module_utils/ironserve_target/) make setuptools install the editable package
+	# through an import finder, which it announces as a warning on every install: nothing to act on.
+	PYTHONWARNINGS=ignore::UserWarning $(BIN)/pip install -q --no-deps -e .
 	touch $@
 
 setup: apt-deps $(BIN)/.installed

@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from ironserve import engines, frontend, hardware, monitoring, network, planner, preflight, report, scaling, storage
+from ironserve import (
+    driver_policy,
+    engines,
+    frontend,
+    monitoring,
+    network,
+    planner,
+    preflight,
+    report,
+    scaling,
+    storage,
+)
 
 
 class FilterModule:
@@ -33,11 +44,11 @@ class FilterModule:
             "ironserve_md_detail": storage.parse_md_export,
             "ironserve_plan_array": storage.plan_array,
             "ironserve_pvs": storage.parse_pvs,
-            "ironserve_driver_plan": hardware.driver_plan,
-            "ironserve_cuda_toolkit_for": hardware.cuda_toolkit_for,
-            "ironserve_driver_version_changes": hardware.driver_version_changes,
-            "ironserve_smi_mismatches": hardware.smi_mismatches,
-            "ironserve_gpu_stacks": hardware.gpu_stacks,
+            "ironserve_driver_plan": driver_policy.driver_plan,
+            "ironserve_cuda_toolkit_for": driver_policy.cuda_toolkit_for,
+            "ironserve_driver_version_changes": driver_policy.driver_version_changes,
+            "ironserve_smi_mismatches": driver_policy.smi_mismatches,
+            "ironserve_gpu_stacks": driver_policy.gpu_stacks,
             "ironserve_model_plan": planner.plan_for_host,
             "ironserve_engine_deployment": engines.deployment,
             "ironserve_address_of_mac": network.address_of_mac,

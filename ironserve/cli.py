@@ -263,16 +263,16 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from ironserve import engines, hardware, planner
+    from ironserve_target import gpu_ids
 
-    matches = hardware.find_models(args.gpu)
+    from ironserve import driver_policy, engines, planner
+
+    matches = gpu_ids.find_models(args.gpu)
     if len(matches) != 1:
         if matches:
-            hint = "it could be any of " + ", ".join(sorted({hardware.describe_gpu(*m)["model"] for m in matches}))
+            hint = "it could be any of " + ", ".join(sorted({gpu_ids.describe_gpu(*m)["model"] for m in matches}))
         else:
-            hint = "the models the planner sizes are " + ", ".join(
-                sorted({m for m, _, _, _ in hardware.sized_models()})
-            )
+            hint = "the models the planner sizes are " + ", ".join(sorted({m for m, _, _, _ in gpu_ids.sized_models()}))
         print(f"ironserve: --gpu '{args.gpu}' must name one GPU model; {hint}", file=sys.stderr)
         return EXIT_BAD_INPUT
     try:
@@ -290,7 +290,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     )
     print("engine arguments: " + " ".join(chosen.engine_args))
     image = engines.engine(chosen.engine)
-    needs = hardware.CUDA_TOOLKITS[image.cuda][0]
+    needs = driver_policy.CUDA_TOOLKITS[image.cuda][0]
     print(f"engine image: {image.image} (CUDA {image.cuda}: NVIDIA driver {needs} or newer)")
     for reason in chosen.reasons:
         print(f"- {reason}")
@@ -388,7 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--gpu", required=True, help="GPU model, or a unique part of it (e.g. 'H200 SXM', 'L40S')")
     plan.add_argument("--count", type=int, required=True, help="GPUs per node")
     plan.add_argument("--nodes", type=int, default=1, help="nodes one engine spans (default: 1)")
-    plan.add_argument("--model", default="auto", help="a checkpoint name (ironserve/hardware.py CHECKPOINTS) or auto")
+    plan.add_argument("--model", default="auto", help="a checkpoint name (ironserve/planner.py CHECKPOINTS) or auto")
     plan.add_argument("--json", action="store_true", help="the plan as JSON")
     plan.set_defaults(func=cmd_plan)
 

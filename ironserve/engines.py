@@ -30,7 +30,7 @@ import re
 import shlex
 from dataclasses import dataclass
 
-from ironserve import hardware
+from ironserve import driver_policy
 
 
 @dataclass(frozen=True)
@@ -173,26 +173,26 @@ def _driver_tuple(version: str) -> tuple[int, ...]:
 
 def driver_problem(image: str, cuda: str, driver_version: str | None, where: str) -> str | None:
     """Why an image built for CUDA ``cuda`` cannot run on ``driver_version`` (None when it can, or when no driver
-    version is known: a host without GPUs). The minimum driver of each CUDA release is hardware.CUDA_TOOLKITS'.
+    version is known: a host without GPUs). The minimum driver of each CUDA release is driver_policy.CUDA_TOOLKITS'.
 
     Minor-version compatibility (CUDA 12.x on any driver from 525) is not relied on: code that JIT-compiles PTX fails
     on an older driver, as vLLM's kernels were reported to on H100 with 550 (vllm-project/vllm#31700); and NVIDIA's
     forward-compatibility matrix no longer lists branch 550 as a base for CUDA 12.8 or 12.9."""
     if not driver_version:
         return None
-    if cuda not in hardware.CUDA_TOOLKITS:
+    if cuda not in driver_policy.CUDA_TOOLKITS:
         return (
-            f"{image}: CUDA release '{cuda}' is not one the rules know ({', '.join(hardware.CUDA_TOOLKITS)}); "
+            f"{image}: CUDA release '{cuda}' is not one the rules know ({', '.join(driver_policy.CUDA_TOOLKITS)}); "
             "set inference_image_cuda to the CUDA the image is built with"
         )
     if not re.fullmatch(r"\d+(\.\d+)+", str(driver_version)):
         return f"'{driver_version}' is not an NVIDIA driver version (like 550.163.01)"
-    needed = hardware.CUDA_TOOLKITS[cuda][0]
+    needed = driver_policy.CUDA_TOOLKITS[cuda][0]
     if _driver_tuple(str(driver_version)) >= _driver_tuple(needed):
         return None
     runs = [
         c
-        for c, (oldest, _, _) in hardware.CUDA_TOOLKITS.items()
+        for c, (oldest, _, _) in driver_policy.CUDA_TOOLKITS.items()
         if _driver_tuple(driver_version) >= _driver_tuple(oldest)
     ]
     newest = max(runs, key=lambda c: _driver_tuple(c)) if runs else None

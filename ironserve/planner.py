@@ -1,7 +1,7 @@
 """Which DeepSeek checkpoint to serve, how, on the GPUs a site has: the model plan.
 
 From the probed GPUs (model, memory, architecture, FP8 support), the number of nodes and the operator's
-wish (a checkpoint name from hardware.CHECKPOINTS, or ``auto``), choose the engine, checkpoint, tensor
+wish (a checkpoint name from CHECKPOINTS, or ``auto``), choose the engine, checkpoint, tensor
 parallel size, precision, context length (``--max-model-len``, sized from the memory left for the KV
 cache), the memory fraction and the KV-cache dtype, or refuse with the reason.
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from ironserve import hardware
+from ironserve_target import gpu_ids
 
 MEMORY_FRACTION = 0.90  # vLLM's default --gpu-memory-utilization; used for SGLang's --mem-fraction-static too
 CONCURRENT_FULL_SEQUENCES = 4  # the KV cache must hold this many sequences at the full context length
@@ -34,6 +34,114 @@ AUTO_ORDER = (
     "r1-distill-llama-8b",
     "r1-distill-qwen-1.5b",
 )
+
+
+# DeepSeek checkpoints the planner chooses from, best first. weights_gib: the checkpoint's size on disk
+# (FP8: DeepSeek-V3/R1 ship 163 safetensors files, about 689 GB; BF16 distills: parameters x 2 bytes;
+# AWQ: 4-bit weights plus BF16 embeddings, about 340 GiB). kv_bytes_per_token: KV cache for one token
+# over all layers at BF16; for DeepSeek's multi-head latent attention (MLA) that is (512 latent + 64
+# rope) x 61 layers x 2 bytes, kept whole on every tensor-parallel rank; for the distills it is
+# 2 (K and V) x layers x KV heads x 128 x 2 bytes, split across ranks up to the number of KV heads.
+CHECKPOINTS: dict[str, dict] = {
+    "deepseek-r1-fp8": {
+        "repo": "deepseek-ai/DeepSeek-R1",
+        "params_b": 671,
+        "weights_gib": 642,
+        "precision": "fp8",
+        "attention": "mla",
+        "kv_bytes_per_token": 576 * 61 * 2,
+        "kv_heads": None,
+        "heads": 128,
+        "max_context": 163840,
+        "engine": "sglang",
+    },
+    "deepseek-r1-awq": {
+        "repo": "cognitivecomputations/DeepSeek-R1-AWQ",
+        "params_b": 671,
+        "weights_gib": 340,
+        "precision": "awq",
+        "attention": "mla",
+        "kv_bytes_per_token": 576 * 61 * 2,
+        "kv_heads": None,
+        "heads": 128,
+        "max_context": 163840,
+        "engine": "vllm",
+    },
+    "r1-distill-llama-70b": {
+        "repo": "deepseek-ai/DeepSeek-R1-Distill-Llama-70B",
+        "params_b": 70.6,
+        "weights_gib": 131.5,
+        "precision": "bf16",
+        "attention": "gqa",
+        "kv_bytes_per_token": 2 * 80 * 8 * 128 * 2,
+        "kv_heads": 8,
+        "heads": 64,
+        "max_context": 131072,
+        "engine": "vllm",
+    },
+    "r1-distill-qwen-32b": {
+        "repo": "deepseek-ai/DeepSeek-R1-Distill-Qwen-32B",
+        "params_b": 32.8,
+        "weights_gib": 61.1,
+        "precision": "bf16",
+        "attention": "gqa",
+        "kv_bytes_per_token": 2 * 64 * 8 * 128 * 2,
+        "kv_heads": 8,
+        "heads": 40,
+        "max_context": 131072,
+        "engine": "vllm",
+    },
+    "r1-distill-qwen-14b": {
+        "repo": "deepseek-ai/DeepSeek-R1-Distill-Qwen-14B",
+        "params_b": 14.8,
+        "weights_gib": 27.6,
+        "precision": "bf16",
+        "attention": "gqa",
+        "kv_bytes_per_token": 2 * 48 * 8 * 128 * 2,
+        "kv_heads": 8,
+        "heads": 40,
+        "max_context": 131072,
+        "engine": "vllm",
+    },
+    "r1-distill-qwen-7b": {
+        "repo": "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B",
+        "params_b": 7.6,
+        "weights_gib": 14.2,
+        "precision": "bf16",
+        "attention": "gqa",
+        "kv_bytes_per_token": 2 * 28 * 4 * 128 * 2,
+        "kv_heads": 4,
+        "heads": 28,
+        "max_context": 131072,
+        "engine": "vllm",
+    },
+    "r1-distill-llama-8b": {
+        "repo": "deepseek-ai/DeepSeek-R1-Distill-Llama-8B",
+        "params_b": 8.0,
+        "weights_gib": 15.0,
+        "precision": "bf16",
+        "attention": "gqa",
+        "kv_bytes_per_token": 2 * 32 * 8 * 128 * 2,
+        "kv_heads": 8,
+        "heads": 32,
+        "max_context": 131072,
+        "engine": "vllm",
+    },
+    "r1-distill-qwen-1.5b": {
+        "repo": "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B",
+        "params_b": 1.8,
+        "weights_gib": 3.3,
+        "precision": "bf16",
+        "attention": "gqa",
+        "kv_bytes_per_token": 2 * 28 * 2 * 128 * 2,
+        "kv_heads": 2,
+        "heads": 12,
+        "max_context": 131072,
+        "engine": "vllm",
+    },
+}
+# DeepSeek-V3 shares R1's architecture and checkpoint layout.
+CHECKPOINTS["deepseek-v3-fp8"] = {**CHECKPOINTS["deepseek-r1-fp8"], "repo": "deepseek-ai/DeepSeek-V3"}
 
 
 class PlanError(ValueError):
@@ -65,13 +173,13 @@ class Plan:
 class Cluster:
     """Identical GPUs: ``per_node`` on each of ``nodes`` nodes."""
 
-    gpu: dict  # hardware.describe_gpu(...) of one GPU
+    gpu: dict  # gpu_ids.describe_gpu(...) of one GPU
     per_node: int
     nodes: int = 1
 
     @classmethod
     def of(cls, vendor: str, device_id: str, per_node: int, nodes: int = 1) -> Cluster:
-        return cls(hardware.describe_gpu(vendor, device_id), per_node, nodes)
+        return cls(gpu_ids.describe_gpu(vendor, device_id), per_node, nodes)
 
     @property
     def label(self) -> str:
@@ -86,7 +194,7 @@ def _precision_problem(checkpoint: dict, gpu: dict) -> str | None:
             "use an AWQ build or a distill"
         )
     if checkpoint["precision"] == "awq" and (
-        gpu["vendor"] != "nvidia" or not hardware.capability_at_least(gpu["compute_capability"], "8.0")
+        gpu["vendor"] != "nvidia" or not gpu_ids.capability_at_least(gpu["compute_capability"], "8.0")
     ):
         return f"AWQ kernels (Marlin) need an NVIDIA GPU of compute capability 8.0 or newer, not {gpu['model']}"
     return None
@@ -115,7 +223,7 @@ def _kv_bytes_per_gpu(checkpoint: dict, tensor_parallel: int, kv_dtype: str) -> 
 
 def _fit(name: str, cluster: Cluster) -> Plan | str:
     """The plan for one checkpoint on this cluster, or the reason it does not fit."""
-    checkpoint = hardware.CHECKPOINTS[name]
+    checkpoint = CHECKPOINTS[name]
     gpu = cluster.gpu
     problem = _precision_problem(checkpoint, gpu)
     if problem:
@@ -173,7 +281,7 @@ def _plan(
     half = (
         checkpoint["precision"] == "bf16"
         and cluster.gpu["vendor"] == "nvidia"
-        and not (hardware.capability_at_least(cluster.gpu["compute_capability"], "8.0"))
+        and not (gpu_ids.capability_at_least(cluster.gpu["compute_capability"], "8.0"))
     )
     if checkpoint["engine"] == "sglang":
         args = [
@@ -240,21 +348,21 @@ def plan(cluster: Cluster, wish: str = "auto") -> Plan:
     if not gpu.get("known"):
         raise PlanError(
             f"{gpu['model']} ({gpu.get('vendor')} device {gpu.get('device_id')}) is in neither NVIDIA's device "
-            "lists nor ironserve's hardware rules (ironserve/hardware.py): its architecture, memory and FP8 support "
-            "are unknown"
+            "lists nor ironserve's hardware rules (module_utils/ironserve_target/gpu_ids.py): its architecture, memory "
+            "and FP8 support are unknown"
         )
     if gpu.get("memory_gib") is None:
         raise PlanError(
             f"the memory of {gpu['model']} ({gpu.get('device_id')}) is not in the hardware rules and nvidia-smi has "
             "not reported it: run the gpu stage first (the probe reads it from the loaded driver)"
         )
-    if gpu["vendor"] == "nvidia" and not hardware.capability_at_least(gpu["compute_capability"], "7.0"):
+    if gpu["vendor"] == "nvidia" and not gpu_ids.capability_at_least(gpu["compute_capability"], "7.0"):
         raise PlanError(
             f"{gpu['model']} has compute capability {gpu['compute_capability']}; vLLM and SGLang need 7.0 or newer"
         )
     if wish != "auto":
-        if wish not in hardware.CHECKPOINTS:
-            raise PlanError(f"unknown checkpoint '{wish}'; choose auto or one of: {', '.join(hardware.CHECKPOINTS)}")
+        if wish not in CHECKPOINTS:
+            raise PlanError(f"unknown checkpoint '{wish}'; choose auto or one of: {', '.join(CHECKPOINTS)}")
         fitted = _fit(wish, cluster)
         if isinstance(fitted, str):
             raise PlanError(fitted)

@@ -9,7 +9,32 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 from typing import Any
 
-from ironserve import hardware
+from ironserve_target import gpu_ids
+
+# The hardware profiles of our design: what a host of each profile must have.
+PROFILES: dict[str, dict] = {
+    "realtime": {
+        "vendor": "nvidia",
+        "min_compute_capability": "8.0",
+        "description": "real-time serving on datacenter NVIDIA GPUs (A100 class or newer)",
+    },
+    "batch": {
+        "vendor": "amd",
+        "min_compute_capability": None,
+        "description": "batch inference on AMD Instinct (MI250X class or newer)",
+    },
+    "edge": {
+        "vendor": "nvidia",
+        "min_compute_capability": "8.7",
+        "integrated": True,
+        "description": "edge inference on NVIDIA Jetson AGX Orin",
+    },
+    "none": {
+        "vendor": None,
+        "min_compute_capability": None,
+        "description": "no accelerator (image builds and the lab)",
+    },
+}
 
 
 def disk_index(disks: list[dict]) -> dict[str, dict]:
@@ -37,17 +62,18 @@ def _gpu_problems(gpu: dict, declared: dict) -> list[str]:
     for g in gpus:
         if not g.get("known", True):
             problems.append(
-                f"{hardware.named(g)}: its architecture neither NVIDIA's device lists (driver "
-                f"{hardware.nvidia_lists.DRIVER_VERSION}) nor "
-                "ironserve's hardware rules know: add it to ironserve/hardware.py, or for NVIDIA regenerate "
-                "ironserve/nvidia_devices.py from a newer driver's packages (tools/nvidia_device_list.py)"
+                f"{gpu_ids.named(g)}: its architecture neither NVIDIA's device lists (driver "
+                f"{gpu_ids.nvidia_lists.DRIVER_VERSION}) nor "
+                "ironserve's hardware rules know: add it to module_utils/ironserve_target/gpu_ids.py, or for NVIDIA "
+                "regenerate module_utils/ironserve_target/nvidia_devices.py from a newer driver's packages "
+                "(tools/nvidia_device_list.py)"
             )
     profile_name = declared.get("profile")
-    profile = hardware.PROFILES.get(profile_name or "")
+    profile = PROFILES.get(profile_name or "")
     if profile is None:
         return [
             *problems,
-            f"ironserve_hardware_profile is '{profile_name}'; use one of: {', '.join(sorted(hardware.PROFILES))}",
+            f"ironserve_hardware_profile is '{profile_name}'; use one of: {', '.join(sorted(PROFILES))}",
         ]
     if profile["vendor"] is None:
         return problems
@@ -62,7 +88,7 @@ def _gpu_problems(gpu: dict, declared: dict) -> list[str]:
                 f"ironserve_hardware_profile '{profile_name}' needs {profile['vendor']} GPUs, "
                 f"found {g['model']} ({g['vendor']}) at {g['pci_address'] or 'SoC'}"
             )
-        elif not hardware.capability_at_least(g.get("compute_capability"), profile["min_compute_capability"]):
+        elif not gpu_ids.capability_at_least(g.get("compute_capability"), profile["min_compute_capability"]):
             problems.append(
                 f"ironserve_hardware_profile '{profile_name}' needs compute capability "
                 f"{profile['min_compute_capability']} or newer, {g['model']} has {g.get('compute_capability')}"
@@ -154,10 +180,8 @@ def problems(hw: dict[str, Any], declared: dict[str, Any]) -> list[str]:
     found: list[str] = _os_problems(hw.get("host", {}))
     if declared.get("image_build"):
         profile = declared.get("profile")
-        if profile not in hardware.PROFILES:
-            found.append(
-                f"ironserve_hardware_profile is '{profile}'; use one of: {', '.join(sorted(hardware.PROFILES))}"
-            )
+        if profile not in PROFILES:
+            found.append(f"ironserve_hardware_profile is '{profile}'; use one of: {', '.join(sorted(PROFILES))}")
     else:
         found += _gpu_problems(hw.get("gpu", {}), declared)
     found += _disk_problems(hw.get("storage", {}), declared.get("tiers") or {})

@@ -55,7 +55,7 @@ stale:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.ironserve_initramfs import newest_initrd, stale_inputs
+from ansible.module_utils.ironserve_target.initramfs import newest_initrd, stale_inputs
 
 
 def main() -> None:

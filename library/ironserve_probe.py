@@ -10,7 +10,7 @@ short_description: Probe a GPU server's accelerators, disks, NICs and host facts
 description:
   - Reads sysfs, procfs, C(nvidia-smi -q -x) when the NVIDIA driver is loaded, C(blkid -p) for signatures and
     C(rocm-smi) when present, and returns one structured picture under the C(ironserve_hw) fact.
-  - GPU models, architectures and capabilities come from ironserve's hardware rules (module_utils/ironserve_hardware).
+  - GPU models, architectures and capabilities come from the GPU id rules (module_utils/ironserve_target/gpu_ids.py).
   - A missing tool never fails the module; what could not be determined is listed in C(ironserve_hw.unknown).
 version_added: "0.1.0"
 author: ironserve
@@ -89,7 +89,7 @@ probe_seconds:
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.ironserve_probe import SECTIONS, System, probe
+from ansible.module_utils.ironserve_target.probe import SECTIONS, System, probe
 
 
 def main() -> None:

@@ -61,7 +61,7 @@ conflicts:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.ironserve_vrrp import listen, same_router_id
+from ansible.module_utils.ironserve_target.vrrp import listen, same_router_id
 
 
 def main() -> None:

@@ -114,7 +114,7 @@ needed_bytes:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.ironserve_weights import S3, StagingError, parse_manifest, read_source_text, stage
+from ansible.module_utils.ironserve_target.weights import S3, StagingError, parse_manifest, read_source_text, stage
 
 
 def main() -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ironserve_target.probe import System
+
 
 class FakeHost:
     def __init__(self, root: Path):
@@ -20,6 +22,10 @@ class FakeHost:
         self.mkdir("/sys/block")
         self.mkdir("/sys/class/net")
         self.mkdir("/dev/disk/by-id")
+
+    def system(self, commands: dict | None = None) -> System:
+        """The probe's reader on this tree, answering commands from ``commands`` (default: the ones recorded here)."""
+        return System(str(self.root), self.commands if commands is None else commands)
 
     def write(self, path: str, content: str | bytes) -> None:
         target = self.root / path.lstrip("/")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from ironserve import hardware, planner
+from ironserve_target import gpu_ids
+
+from ironserve import planner
 
 
 def shape_plan(engine: str, shape: str) -> dict:
@@ -13,8 +15,8 @@ def shape_plan(engine: str, shape: str) -> dict:
         "TP8": ("0x2330", "deepseek-r1-awq", 8, 1),
         "two nodes": ("0x20b0", "deepseek-r1-awq", 8, 2),
     }[shape]
-    record = {**hardware.CHECKPOINTS[checkpoint], "engine": engine}
-    cluster = planner.Cluster(hardware.describe_gpu("0x10de", gpu_id), per_node, nodes)
+    record = {**planner.CHECKPOINTS[checkpoint], "engine": engine}
+    cluster = planner.Cluster(gpu_ids.describe_gpu("0x10de", gpu_id), per_node, nodes)
     chosen = planner.plan(cluster, checkpoint)
     # The same arithmetic as the planner's, for the engine asked for.
     rebuilt = planner._plan(

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from ironserve_target import gpu_ids
 from shapes import SHAPES, shape_plan
 
-from ironserve import engines, hardware, planner
+from ironserve import driver_policy, engines, planner
 
 KEY = "is-0123456789abcdefghijklmnopqrstuvwxyzABCD"
 RECORDER = """#!/usr/bin/python3
@@ -62,7 +63,7 @@ def _plan(engine: str, nodes: int = 1) -> dict:
         ("vllm", 1): ("r1-distill-llama-70b", "0x2335"),
         ("vllm", 2): ("deepseek-r1-awq", "0x20b0"),
     }[engine, nodes]
-    plan = planner.plan(planner.Cluster(hardware.describe_gpu("0x10de", device), 8, nodes), checkpoint).to_dict()
+    plan = planner.plan(planner.Cluster(gpu_ids.describe_gpu("0x10de", device), 8, nodes), checkpoint).to_dict()
     assert (plan["engine"], plan["nodes"]) == (engine, nodes)
     return plan
 
@@ -287,7 +288,7 @@ def test_the_planner_leaves_ranks_and_rendezvous_to_the_launch():
 
 def test_every_pinned_image_names_a_cuda_release_the_driver_rules_know():
     for chosen in engines.ENGINES.values():
-        assert chosen.cuda in hardware.CUDA_TOOLKITS
+        assert chosen.cuda in driver_policy.CUDA_TOOLKITS
         assert ":" in chosen.image
     assert os.path.isabs(engines.LAUNCHER)
 

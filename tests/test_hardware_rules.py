@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import pytest
+from ironserve_target import gpu_ids
 
-from ironserve import hardware
-from ironserve.hardware import HardwareRuleError, cuda_toolkit_for, driver_branch_problems, kernel_module_flavour
+from ironserve import driver_policy
+from ironserve.driver_policy import HardwareRuleError, cuda_toolkit_for, driver_branch_problems, kernel_module_flavour
 
-NV = hardware.NVIDIA_VENDOR
+NV = gpu_ids.NVIDIA_VENDOR
 GPU = {
-    "pascal": hardware.describe_gpu(NV, "0x15f8"),  # Tesla P100 PCIe 16GB
-    "volta": hardware.describe_gpu(NV, "0x1db5"),  # Tesla V100 SXM2 32GB
-    "turing": hardware.describe_gpu(NV, "0x1eb8"),  # Tesla T4
-    "ampere": hardware.describe_gpu(NV, "0x20b2"),  # A100 SXM4 80GB
-    "ada": hardware.describe_gpu(NV, "0x26b9"),  # L40S
-    "hopper": hardware.describe_gpu(NV, "0x2335"),  # H200 SXM
-    "blackwell": hardware.describe_gpu(NV, "0x2901"),  # B200
+    "pascal": gpu_ids.describe_gpu(NV, "0x15f8"),  # Tesla P100 PCIe 16GB
+    "volta": gpu_ids.describe_gpu(NV, "0x1db5"),  # Tesla V100 SXM2 32GB
+    "turing": gpu_ids.describe_gpu(NV, "0x1eb8"),  # Tesla T4
+    "ampere": gpu_ids.describe_gpu(NV, "0x20b2"),  # A100 SXM4 80GB
+    "ada": gpu_ids.describe_gpu(NV, "0x26b9"),  # L40S
+    "hopper": gpu_ids.describe_gpu(NV, "0x2335"),  # H200 SXM
+    "blackwell": gpu_ids.describe_gpu(NV, "0x2901"),  # B200
 }
 
 
@@ -91,7 +92,7 @@ def test_blackwell_on_an_old_driver_has_no_toolkit():
 
 
 def test_default_branch_drives_every_generation():
-    assert driver_branch_problems(hardware.DEFAULT_DRIVER_BRANCH, list(GPU.values())) == []
+    assert driver_branch_problems(driver_policy.DEFAULT_DRIVER_BRANCH, list(GPU.values())) == []
 
 
 def _facts(generation: str | None, count: int = 8, nvswitch: bool = False) -> dict:
@@ -102,26 +103,26 @@ def _facts(generation: str | None, count: int = 8, nvswitch: bool = False) -> di
 def test_driver_plan_for_an_image_build_and_a_pcie_host():
     # No GPUs (a golden image, the bench), from Debian: the proprietary flavour, because Debian 13's open 550
     # module does not build for trixie's kernels (KNOWN_MODULE_BUILD_FAILURES); nothing else needed.
-    assert hardware.driver_plan(_facts(None), "distribution", 550) == {
+    assert driver_policy.driver_plan(_facts(None), "distribution", 550) == {
         "flavour": "proprietary",
         "fabric_manager": False,
         "nvlink5": False,
         "problems": [],
     }
-    l40s = hardware.driver_plan(_facts("ada", 4), "distribution", 550)
+    l40s = driver_policy.driver_plan(_facts("ada", 4), "distribution", 550)
     assert (l40s["flavour"], l40s["fabric_manager"], l40s["problems"]) == ("proprietary", False, [])
     # From NVIDIA's repository the open flavour, NVIDIA's default since 560.
-    assert hardware.driver_plan(_facts("ada", 4), "cuda_repo", 580)["flavour"] == "open"
-    assert hardware.driver_plan(_facts(None), "cuda_repo", 580)["flavour"] == "open"
-    assert hardware.driver_plan(_facts("volta"), "cuda_repo", 580)["flavour"] == "proprietary"
+    assert driver_policy.driver_plan(_facts("ada", 4), "cuda_repo", 580)["flavour"] == "open"
+    assert driver_policy.driver_plan(_facts(None), "cuda_repo", 580)["flavour"] == "open"
+    assert driver_policy.driver_plan(_facts("volta"), "cuda_repo", 580)["flavour"] == "proprietary"
 
 
 def test_auto_never_chooses_a_module_known_not_to_build_and_blackwell_from_debian_stops_naming_the_fix():
     for generation in ("turing", "ampere", "ada", "hopper"):
-        assert hardware.driver_plan(_facts(generation), "distribution", 550)["flavour"] == "proprietary"
+        assert driver_policy.driver_plan(_facts(generation), "distribution", 550)["flavour"] == "proprietary"
     # An explicit choice is the site's: another kernel may build it, and the role names the compiler's errors.
-    assert hardware.driver_plan(_facts("hopper"), "distribution", 550, "open")["flavour"] == "open"
-    b200 = hardware.driver_plan(_facts("blackwell"), "distribution", 550)
+    assert driver_policy.driver_plan(_facts("hopper"), "distribution", 550, "open")["flavour"] == "open"
+    b200 = driver_policy.driver_plan(_facts("blackwell"), "distribution", 550)
     assert b200["flavour"] is None
     assert b200["problems"] == [
         "nvidia_driver_flavour: B200 180GB need the open kernel modules, and Debian 13's open-flavour 550.163.01 "
@@ -133,11 +134,11 @@ def test_auto_never_chooses_a_module_known_not_to_build_and_blackwell_from_debia
 
 
 def test_nvswitch_boards_need_fabric_manager_from_the_cuda_repository():
-    hgx = hardware.driver_plan(_facts("hopper", nvswitch=True), "cuda_repo", 580)
+    hgx = driver_policy.driver_plan(_facts("hopper", nvswitch=True), "cuda_repo", 580)
     assert (hgx["fabric_manager"], hgx["nvlink5"], hgx["problems"]) == (True, False, [])
-    b200 = hardware.driver_plan(_facts("blackwell", nvswitch=True), "cuda_repo", 580)
+    b200 = driver_policy.driver_plan(_facts("blackwell", nvswitch=True), "cuda_repo", 580)
     assert (b200["fabric_manager"], b200["nvlink5"]) == (True, True)
-    from_debian = hardware.driver_plan(_facts("hopper", nvswitch=True), "distribution", 550)
+    from_debian = driver_policy.driver_plan(_facts("hopper", nvswitch=True), "distribution", 550)
     assert from_debian["problems"] == [
         "the probe found NVSwitch, so Fabric Manager must run at exactly the driver's version, and only NVIDIA's "
         "CUDA repository carries both: set nvidia_driver_source: cuda_repo (or mirror that repository)"
@@ -145,7 +146,7 @@ def test_nvswitch_boards_need_fabric_manager_from_the_cuda_repository():
 
 
 def test_driver_plan_lists_every_refusal_at_once():
-    plan = hardware.driver_plan(_facts("blackwell"), "distribution", 550, "proprietary", "enabled", False)
+    plan = driver_policy.driver_plan(_facts("blackwell"), "distribution", 550, "proprietary", "enabled", False)
     assert plan["flavour"] is None
     assert plan["problems"] == [
         "nvidia_driver_flavour: B200 180GB need the open kernel modules; use 'open'",
@@ -154,14 +155,14 @@ def test_driver_plan_lists_every_refusal_at_once():
         "Secure Boot is enabled, so unsigned DKMS modules will not load: set nvidia_driver_signing_key and "
         "nvidia_driver_signing_cert (a machine owner key enrolled with 'mokutil --import'), or disable Secure Boot",
     ]
-    assert hardware.driver_plan(_facts("hopper"), "cuda_repo", 580, None, "enabled", True)["problems"] == []
+    assert driver_policy.driver_plan(_facts("hopper"), "cuda_repo", 580, None, "enabled", True)["problems"] == []
 
 
 PINNED = ["nvidia-open-kernel-dkms=550.163.01-2", "nvidia-smi=550.163.01-2", "nvidia-persistenced=550.163.01-1"]
 
 
 def test_a_fresh_host_or_a_rerun_changes_no_driver():
-    assert hardware.driver_version_changes([], PINNED, ["nvidia-kernel-dkms"]) == []
+    assert driver_policy.driver_version_changes([], PINNED, ["nvidia-kernel-dkms"]) == []
     # What dpkg-query says of a re-run: the pins installed, the other flavour once there and purged.
     installed = [
         "installed nvidia-open-kernel-dkms 550.163.01-2",
@@ -169,12 +170,12 @@ def test_a_fresh_host_or_a_rerun_changes_no_driver():
         "not-installed nvidia-kernel-dkms ",
         "config-files nvidia-persistenced 550.127.05-1",
     ]
-    assert hardware.driver_version_changes(installed, PINNED, ["nvidia-kernel-dkms"]) == []
+    assert driver_policy.driver_version_changes(installed, PINNED, ["nvidia-kernel-dkms"]) == []
 
 
 def test_another_version_or_flavour_is_named_as_a_change():
     installed = ["installed nvidia-kernel-dkms 550.127.05-1", "installed nvidia-smi 550.127.05-1"]
-    assert hardware.driver_version_changes(installed, PINNED, ["nvidia-kernel-dkms"]) == [
+    assert driver_policy.driver_version_changes(installed, PINNED, ["nvidia-kernel-dkms"]) == [
         "nvidia-smi 550.127.05-1 -> 550.163.01-2",
         "nvidia-kernel-dkms 550.127.05-1 -> removed (the other kernel-module flavour)",
     ]
@@ -187,13 +188,13 @@ def _at(gpu: dict, address: str) -> dict:
 def test_nvidia_smi_sees_exactly_the_probed_gpus():
     probed = [_at(GPU["hopper"], "0000:19:00.0"), _at(GPU["hopper"], "0000:3b:00.0")]
     smi = ["00000000:19:00.0, 0x233510DE, NVIDIA H200", "00000000:3B:00.0, 0x233510DE, NVIDIA H200"]
-    assert hardware.smi_mismatches(probed, smi) == []
+    assert driver_policy.smi_mismatches(probed, smi) == []
 
 
 def test_a_missing_extra_or_different_gpu_is_named():
     probed = [_at(GPU["hopper"], "0000:19:00.0"), _at(GPU["hopper"], "0000:3b:00.0")]
     smi = ["00000000:19:00.0, 0x233010DE, NVIDIA H100 80GB HBM3", "00000000:5D:00.0, 0x233510DE, NVIDIA H200"]
-    assert hardware.smi_mismatches(probed, smi) == [
+    assert driver_policy.smi_mismatches(probed, smi) == [
         "0000:19:00.0: the probe found H200 SXM 141GB (0x2335), nvidia-smi reports NVIDIA H100 80GB HBM3 (0x2330)",
         "H200 SXM 141GB at 0000:3b:00.0: nvidia-smi does not see it",
         "NVIDIA H200 at 0000:5d:00.0: nvidia-smi sees it, the probe did not",
@@ -201,12 +202,12 @@ def test_a_missing_extra_or_different_gpu_is_named():
 
 
 def test_the_gpu_stage_installs_the_stack_of_the_gpus_found_else_of_the_profile():
-    amd = hardware.describe_gpu(hardware.AMD_VENDOR, "0x74a1")  # MI300X
-    assert hardware.gpu_stacks({"gpus": [GPU["hopper"]]}, "batch") == ["nvidia"]  # the hardware decides
-    assert hardware.gpu_stacks({"gpus": [amd, amd]}, "realtime") == ["amd"]
-    assert hardware.gpu_stacks({"gpus": [amd, GPU["ada"]]}, None) == ["amd", "nvidia"]
+    amd = gpu_ids.describe_gpu(gpu_ids.AMD_VENDOR, "0x74a1")  # MI300X
+    assert driver_policy.gpu_stacks({"gpus": [GPU["hopper"]]}, "batch") == ["nvidia"]  # the hardware decides
+    assert driver_policy.gpu_stacks({"gpus": [amd, amd]}, "realtime") == ["amd"]
+    assert driver_policy.gpu_stacks({"gpus": [amd, GPU["ada"]]}, None) == ["amd", "nvidia"]
     # Image builds (no GPU): the profile's vendor; the profiles that name none get NVIDIA's (the lab, golden images).
-    assert hardware.gpu_stacks({"gpus": []}, "batch") == ["amd"]
-    assert hardware.gpu_stacks({"gpus": []}, "edge") == ["nvidia"]
-    assert hardware.gpu_stacks({"gpus": []}, "none") == ["nvidia"]
-    assert hardware.gpu_stacks({}, "no-such-profile") == ["nvidia"]
+    assert driver_policy.gpu_stacks({"gpus": []}, "batch") == ["amd"]
+    assert driver_policy.gpu_stacks({"gpus": []}, "edge") == ["nvidia"]
+    assert driver_policy.gpu_stacks({"gpus": []}, "none") == ["nvidia"]
+    assert driver_policy.gpu_stacks({}, "no-such-profile") == ["nvidia"]

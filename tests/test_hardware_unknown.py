@@ -10,14 +10,15 @@ import random
 import re
 from pathlib import Path
 
-import ironserve_probe as probe_lib
 import pytest
 from fakehost import FakeHost
+from ironserve_target import gpu_ids, nvidia_devices
+from ironserve_target import probe as probe_lib
 
-from ironserve import hardware, nvidia_devices, nvidia_lists, paths, planner, preflight
+from ironserve import driver_policy, nvidia_lists, paths, planner, preflight
 
 CAPTURES = Path(__file__).parent / "fixtures/nvidia-smi/captures"
-NV, AMD = hardware.NVIDIA_VENDOR, hardware.AMD_VENDOR
+NV, AMD = gpu_ids.NVIDIA_VENDOR, gpu_ids.AMD_VENDOR
 
 
 def _probe_gpus(host: FakeHost) -> dict:
@@ -59,7 +60,7 @@ def test_real_captures_are_described_and_planned_without_raising(
     assert (first["model"], first["architecture"], first["memory_gib"]) == (model, architecture, memory_gib)
     assert first["known"] is True
     assert first["product_name"].startswith(("NVIDIA", "Tesla"))
-    plan = hardware.driver_plan(gpu, "distribution", 550)
+    plan = driver_policy.driver_plan(gpu, "distribution", 550)
     assert plan["flavour"] == flavour_from_debian
     problems = " ".join(plan["problems"])
     assert (branch_problem in problems) if branch_problem else plan["problems"] == [], problems
@@ -101,12 +102,13 @@ def test_a_device_no_list_knows_is_named_from_the_hosts_pci_ids(tmp_path):
     assert (second["model"], second["architecture"], second["known"]) == ("GX999 [Future GPU]", None, False)
     assert any("GX999 [Future GPU] (0x10de:0x3a01) is not in the hardware rules" in u for u in system.unknown)
     # One problem, naming the device and the fix that works (no flavour or branch setting can help here).
-    plan = hardware.driver_plan({"gpus": [second]}, "cuda_repo", 580, "open")
+    plan = driver_policy.driver_plan({"gpus": [second]}, "cuda_repo", 580, "open")
     assert plan["problems"] == [
         "GX999 [Future GPU] (nvidia device 0x3a01) at 0000:02:00.0 is in neither NVIDIA's device lists of driver "
         "550.163.01 nor a chip family the hardware rules know, so they cannot tell which driver flavour and branch "
-        "drive it: add it to ironserve/hardware.py (_MODELS, or its family to NVIDIA_FAMILY_RANGES), or regenerate "
-        "ironserve/nvidia_devices.py from a newer driver's packages (tools/nvidia_device_list.py)"
+        "drive it: add it to module_utils/ironserve_target/gpu_ids.py (_MODELS, or its family to "
+        "NVIDIA_FAMILY_RANGES), or regenerate module_utils/ironserve_target/nvidia_devices.py from a newer driver's "
+        "packages (tools/nvidia_device_list.py)"
     ]
 
 
@@ -115,7 +117,7 @@ def test_a_legacy_gpu_is_named_from_nvidias_legacy_list_and_refused_with_its_las
     host.pci(["0000:01:00.0"], NV, "0x06c0", "0x030000")  # GeForce GTX 480 (Fermi): branch 390 at the newest
     gpu = _probe_gpus(host)
     assert (gpu["gpus"][0]["model"], gpu["gpus"][0]["name_source"]) == ("GeForce GTX 480", "nvidia list")
-    plan = hardware.driver_plan(gpu, "distribution", 550)
+    plan = driver_policy.driver_plan(gpu, "distribution", 550)
     assert plan["flavour"] == "proprietary"
     assert plan["problems"] == [
         "nvidia_driver_source: GeForce GTX 480 (a legacy generation) is driven by branch 390 at the newest, not 550; "
@@ -144,7 +146,7 @@ def test_rocm_smi_names_and_sizes_each_amd_gpu_by_its_address(tmp_path):
     host = FakeHost(tmp_path)
     for card in ("0000:83:00.0", "0000:a3:00.0", "0000:c3:00.0", "0000:e3:00.0", "0000:f0:00.0"):
         host.pci([card], AMD, "0x738c", "0x038000", numa=1)
-    host.commands[" ".join(probe_lib.ROCM_SMI)] = (0, capture)
+    host.commands[" ".join(probe_lib.gpus.ROCM_SMI)] = (0, capture)
     system = probe_lib.System(str(host.root), host.commands)
     gpus = probe_lib.probe_gpus(system)["gpus"]
     assert [(g["model"], g["memory_gib"], g["driver_version"]) for g in gpus[:4]] == [
@@ -224,17 +226,17 @@ def test_random_unknown_ids_of_every_vendor_never_raise(tmp_path, case):
         if not found["known"]:
             assert found["device_id"] in found["model"] or found["name_source"] in ("pci.ids", "nvidia list")
     for source, branch in (("distribution", 550), ("cuda_repo", 580)):
-        plan = hardware.driver_plan(gpu, source, branch, rng.choice([None, "auto", "open", "proprietary"]))
+        plan = driver_policy.driver_plan(gpu, source, branch, rng.choice([None, "auto", "open", "proprietary"]))
         assert all(isinstance(p, str) and p for p in plan["problems"])
     refusal = None
     try:
-        hardware.cuda_toolkit_for(rng.choice(["550.163.01", "580.95.05", "", "x"]), gpu["gpus"])
-    except hardware.HardwareRuleError as refused:  # the one exception a rule may raise: a refusal with its reason
+        driver_policy.cuda_toolkit_for(rng.choice(["550.163.01", "580.95.05", "", "x"]), gpu["gpus"])
+    except driver_policy.HardwareRuleError as refused:  # the one exception a rule may raise: a refusal with its reason
         refusal = str(refused)
     assert refusal is None or refusal
     planned = planner.plan_for_host(gpu, nodes=rng.choice([1, 2]))
     assert planned.get("error") or planned.get("checkpoint")
-    assert hardware.describe_gpu(rng.choice(vendors), f"{rng.randrange(0x10000):x}")["model"]
+    assert gpu_ids.describe_gpu(rng.choice(vendors), f"{rng.randrange(0x10000):x}")["model"]
     assert preflight.problems(everything, {"profile": rng.choice(["realtime", "batch", "edge", "none"])}) is not None
 
 
@@ -245,15 +247,15 @@ def test_the_generated_lists_are_of_the_driver_the_role_pins():
 
 
 def test_chip_family_ranges_do_not_overlap_and_agree_with_the_table():
-    ranges = sorted(hardware.NVIDIA_FAMILY_RANGES)
+    ranges = sorted(gpu_ids.NVIDIA_FAMILY_RANGES)
     for (_, high, _), (low, _, _) in itertools.pairwise(ranges):
         assert high < low, ranges
-    for (vendor, device), (model, architecture, _, _) in hardware._MODELS.items():
+    for (vendor, device), (model, architecture, _, _) in gpu_ids._MODELS.items():
         if vendor == NV:
-            assert hardware.nvidia_family(device) == architecture, (model, device)
+            assert gpu_ids.nvidia_family(device) == architecture, (model, device)
     # Hopper parts the table does not size (H800 PCIe, H20-3e) are Hopper, with FP8.
     for device in ("0x2322", "0x232c"):
-        assert (hardware.describe_gpu(NV, device)["architecture"], hardware.describe_gpu(NV, device)["fp8"]) == (
+        assert (gpu_ids.describe_gpu(NV, device)["architecture"], gpu_ids.describe_gpu(NV, device)["fp8"]) == (
             "hopper",
             True,
         )
@@ -269,16 +271,16 @@ def test_the_loaded_drivers_view_corrects_the_architecture(tmp_path):
     gpu = _probe_gpus(host)["gpus"][0]
     assert (gpu["compute_capability"], gpu["architecture"]) == ("7.5", "turing")
     # A device placed in the wrong family is corrected by nvidia-smi's product architecture, or its capability.
-    misplaced = {**hardware.describe_gpu(NV, "0x2204"), "device_id": "0x2204"}  # placed in ampere-ga10x
-    corrected = hardware.with_driver_facts(misplaced, "Some GPU", 98304, None, "Hopper")
+    misplaced = {**gpu_ids.describe_gpu(NV, "0x2204"), "device_id": "0x2204"}  # placed in ampere-ga10x
+    corrected = gpu_ids.with_driver_facts(misplaced, "Some GPU", 98304, None, "Hopper")
     assert (corrected["architecture"], corrected["fp8"], corrected["architecture_source"]) == (
         "hopper",
         True,
         "nvidia-smi",
     )
-    by_capability = hardware.with_driver_facts(misplaced, None, None, "8.9", "Ampere")
+    by_capability = gpu_ids.with_driver_facts(misplaced, None, None, "8.9", "Ampere")
     assert by_capability["architecture"] == "ada"
-    same_family = hardware.with_driver_facts(misplaced, None, None, None, "Ampere")
+    same_family = gpu_ids.with_driver_facts(misplaced, None, None, None, "Ampere")
     assert same_family["architecture"] == "ampere-ga10x"
 
 

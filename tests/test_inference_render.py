@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from ironserve_target import gpu_ids
 from role_templates import ANSIBLE, render
 from shapes import SHAPES, shape_plan
 
-from ironserve import engines, hardware, planner, scaling
+from ironserve import engines, planner, scaling
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO / "roles" / "inference" / "templates" / "compose.yml.j2"
@@ -73,7 +74,7 @@ def render_file(tmp_path: Path, plan: dict, rdma: bool, nccl: bool, slot: int = 
 
 
 def _h200_plan(checkpoint: str) -> dict:
-    cluster = planner.Cluster(hardware.describe_gpu("0x10de", "0x2335"), 8)
+    cluster = planner.Cluster(gpu_ids.describe_gpu("0x10de", "0x2335"), 8)
     return planner.plan(cluster, checkpoint).to_dict()
 
 

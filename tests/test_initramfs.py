@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import ironserve_initramfs as initramfs
 import pytest
+from ironserve_target import initramfs
 
 from ironserve.lab.verify import ansible_module
 

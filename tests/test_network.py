@@ -174,7 +174,7 @@ def test_netplan_rendering_of_the_same_plane():
 
 
 def test_the_roce_v2_gid_of_the_data_address_is_chosen():
-    from test_probe import ROCE_GIDS
+    from test_probe_nics import ROCE_GIDS
 
     devices = [
         {

@@ -10,11 +10,12 @@ Plans use 90% of GPU memory (vLLM's default utilisation).
 from __future__ import annotations
 
 import pytest
+from ironserve_target import gpu_ids
 
-from ironserve import cli, hardware
+from ironserve import cli
 from ironserve.planner import MIN_CONTEXT, Cluster, PlanError, plan
 
-NV, AMD = hardware.NVIDIA_VENDOR, hardware.AMD_VENDOR
+NV, AMD = gpu_ids.NVIDIA_VENDOR, gpu_ids.AMD_VENDOR
 
 # (label, vendor, device id, GPUs per node, nodes, checkpoint, engine, precision, TP, context check, why)
 CASES = [
@@ -144,7 +145,7 @@ def test_plan_for_published_hardware(case):
     assert context_ok(chosen.max_model_len), (chosen.max_model_len, why)
     assert chosen.max_model_len % 1024 == 0
     assert chosen.nodes == (nodes if tp > per_node else 1)
-    usable = hardware.describe_gpu(vendor, device)["memory_gib"] * 0.9
+    usable = gpu_ids.describe_gpu(vendor, device)["memory_gib"] * 0.9
     assert chosen.weights_gib_per_gpu + chosen.kv_gib_per_gpu < usable
 
 
@@ -214,11 +215,11 @@ def test_cli_plan_by_model_name(capsys):
 def test_a_probed_host_is_planned_or_refused_with_the_reason():
     from ironserve.planner import plan_for_host
 
-    h200 = hardware.describe_gpu(hardware.NVIDIA_VENDOR, "0x2335")
+    h200 = gpu_ids.describe_gpu(gpu_ids.NVIDIA_VENDOR, "0x2335")
     planned = plan_for_host({"gpus": [h200] * 8})
     assert (planned["checkpoint"], planned["engine"], planned["tensor_parallel"]) == ("deepseek-r1-fp8", "sglang", 8)
     assert plan_for_host({"gpus": []}) == {
         "error": "the probe found no GPU the hardware rules know, so no DeepSeek model can be planned here"
     }
-    l40s = hardware.describe_gpu(hardware.NVIDIA_VENDOR, "0x26b9")
+    l40s = gpu_ids.describe_gpu(gpu_ids.NVIDIA_VENDOR, "0x26b9")
     assert plan_for_host({"gpus": [h200, l40s]})["error"].startswith("one engine spans identical GPUs only")

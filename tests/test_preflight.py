@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import copy
 
-import ironserve_probe as probe_lib
 import pytest
 from fakehost import FakeHost
-from test_probe import _hgx
+from ironserve_target import probe as probe_lib
+from test_probe_gpus import _hgx
 
 from ironserve import preflight, report
 

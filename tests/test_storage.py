@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import ironserve_probe as probe_lib
 import pytest
 from fakehost import FakeHost
+from ironserve_target import probe as probe_lib
 
 from ironserve.storage import parse_md_export, parse_pvs, plan_array
 

@@ -11,8 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import ironserve_vrrp as vrrp
 import pytest
+from ironserve_target import vrrp
 from vrrp_sender import advert
 
 TESTS = Path(__file__).parent
@@ -86,7 +86,7 @@ def test_adverts_from_another_namespace_are_heard():
                 listener,
                 sys.executable,
                 "-c",
-                "import json, ironserve_vrrp; print(json.dumps(ironserve_vrrp.listen('vrl0', 3.0)))",
+                "import json; from ironserve_target import vrrp; print(json.dumps(vrrp.listen('vrl0', 3.0)))",
             ],
             stdout=subprocess.PIPE,
             text=True,

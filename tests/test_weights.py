@@ -10,8 +10,8 @@ import os
 import threading
 from pathlib import Path
 
-import ironserve_weights as weights
 import pytest
+from ironserve_target import weights
 
 from ironserve.lab.verify import ansible_module
 

@@ -14,8 +14,8 @@ status=0
 PYTHONPATH=module_utils:. python3 - "$out" <<'PY' || status=$?
 import json, os, subprocess, sys
 
-import ironserve_probe as probe
-from ironserve import hardware, planner
+from ironserve import driver_policy, planner
+from ironserve_target import gpu_ids, probe
 
 out = sys.argv[1]
 hw = probe.probe(probe.System("/", None))
@@ -25,7 +25,7 @@ failures = [] if gpus else ["the probe found no NVIDIA GPU"]
 print(f"probe: {len(gpus)} NVIDIA GPU(s) {sorted({g['model'] for g in gpus})}, driver {hw['gpu']['driver_version']}, "
       f"NVSwitch {hw['gpu']['nvswitch']}, Secure Boot {hw['host']['secure_boot']}")
 branch = int((hw["gpu"]["driver_version"] or "0").split(".")[0])
-plan = hardware.driver_plan(hw["gpu"], "cuda_repo", branch, None, hw["host"]["secure_boot"], False)
+plan = driver_policy.driver_plan(hw["gpu"], "cuda_repo", branch, None, hw["host"]["secure_boot"], False)
 print(f"driver rules: flavour {plan['flavour']}, Fabric Manager {plan['fabric_manager']}, problems {plan['problems']}")
 failures += plan["problems"]
 try:
@@ -43,7 +43,7 @@ try:
 except FileNotFoundError:
     lines = []
 print(f"nvidia-smi: {len(lines)} GPU(s) {lines}")
-failures += hardware.smi_mismatches(gpus, lines)
+failures += driver_policy.smi_mismatches(gpus, lines)
 # What the rules say from the PCI id alone (a host before its driver loads) against what the loaded driver reports.
 fields = "pci.bus_id,pci.device_id,name,compute_cap,memory.total,mig.mode.current"
 try:
@@ -53,8 +53,8 @@ try:
 except FileNotFoundError:
     rows = []
 for bus_id, device_id, name, capability, memory_mib, mig in rows:
-    rules = hardware.describe_gpu(hardware.NVIDIA_VENDOR, device_id)
-    from_smi = hardware.ARCHITECTURE_OF_CAPABILITY.get(capability)
+    rules = gpu_ids.describe_gpu(gpu_ids.NVIDIA_VENDOR, device_id)
+    from_smi = gpu_ids.ARCHITECTURE_OF_CAPABILITY.get(capability)
     print(f"{bus_id}: nvidia-smi {name}, cc {capability}, {memory_mib} MiB, MIG {mig}; rules from the PCI id: "
           f"{rules['model']} ({rules['name_source']}), {rules['architecture']} ({rules['architecture_source']}), "
           f"cc {rules['compute_capability']}, {rules['memory_gib']} GiB, open modules {rules['open_kernel_module']}")
@@ -64,7 +64,7 @@ for bus_id, device_id, name, capability, memory_mib, mig in rows:
     if rules["memory_gib"] and memory_mib.isdigit() and abs(rules["memory_gib"] * 1024 - int(memory_mib)) > 0.1 * int(memory_mib):
         failures.append(f"{bus_id}: the table says {rules['memory_gib']} GiB, nvidia-smi {memory_mib} MiB")
 for source, branch in (("distribution", 550), ("cuda_repo", 580)):
-    other = hardware.driver_plan(hw["gpu"], source, branch, None, hw["host"]["secure_boot"], True)
+    other = driver_policy.driver_plan(hw["gpu"], source, branch, None, hw["host"]["secure_boot"], True)
     print(f"driver rules for {source} {branch}: flavour {other['flavour']}, problems {other['problems']}")
 for g in gpus:
     if g.get("mig_mode") == "Enabled":

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Write ironserve/nvidia_devices.py from NVIDIA's device lists in the driver packages of the offline bundle.
+"""Write module_utils/ironserve_target/nvidia_devices.py from NVIDIA's device lists in the driver packages of the
+offline bundle.
 
 Usage (repository root, after 'ironserve bundle build'): .venv/bin/python tools/nvidia_device_list.py [POOL]
 POOL defaults to the bundle's pool folder; it must hold nvidia-kernel-dkms_*.deb and nvidia-open-kernel-dkms_*.deb
@@ -19,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ironserve import nvidia_lists, paths
 
-OUTPUT = Path(__file__).resolve().parent.parent / "ironserve" / "nvidia_devices.py"
+OUTPUT = Path(__file__).resolve().parent.parent / "module_utils" / "ironserve_target" / "nvidia_devices.py"
 DRIVER_README = "/usr/share/doc/nvidia-kernel-dkms/README.txt.gz"
 OPEN_README = "/usr/share/doc/nvidia-open-kernel-dkms/README.md.gz"
 

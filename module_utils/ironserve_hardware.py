@@ -1,1 +1,0 @@
-../ironserve/hardware.py

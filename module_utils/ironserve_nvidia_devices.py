@@ -1,1 +1,0 @@
-../ironserve/nvidia_devices.py
