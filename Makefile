@@ -7,7 +7,7 @@ SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := qemu-system-x86 qemu-utils mmdebstrap apt-utils gnupg iproute2 openssh-client e2fsprogs \
-	debian-archive-keyring ca-certificates python3-venv systemd-container nftables curl
+	debian-archive-keyring ca-certificates python3-venv systemd-container nftables curl shellcheck
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Longest first: the bench runner starts them in this order, two at a time where cores and memory allow.
 # storage is in the slow target for now: on 2026-12-05 this machine ran the whole suite at about 5400 s, CI's limit

@@ -69,3 +69,17 @@ def cache_lock(name: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def ansible_env() -> dict[str, str]:
+    """The environment for ansible or ansible-playbook run from anywhere (the bench's layers, its tests and
+    benchmarks): this project's modules, module_utils, filters and roles, as ansible.cfg and Molecule's config set
+    them for converge."""
+    return {
+        **os.environ,
+        "ANSIBLE_LIBRARY": str(REPO_ROOT / "library"),
+        "ANSIBLE_MODULE_UTILS": str(REPO_ROOT / "module_utils"),
+        "ANSIBLE_FILTER_PLUGINS": str(REPO_ROOT / "filter_plugins"),
+        "ANSIBLE_ROLES_PATH": str(REPO_ROOT / "roles"),
+        "ANSIBLE_NOCOLOR": "1",
+    }

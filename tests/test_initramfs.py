@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 from ironserve_target import initramfs
-
-from ironserve.lab.verify import ansible_module
+from lab_ansible import ansible_module
 
 # Stands in for initramfs-tools' update-initramfs where the module depends on it: -u -k VERSION rewrites that
 # kernel's image and fails, as the real one does, when the version has none.

@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import yaml
+from lab_machines import disk_mismatches, nic_mismatches, with_extra_nvme
 
 from ironserve import paths
 from ironserve.lab.spec import lab_from_dict
-from ironserve.lab.verify import disk_mismatches, nic_mismatches, with_extra_nvme
 
 FIXTURES = Path(__file__).parent / "fixtures"
 DEMO = lab_from_dict(yaml.safe_load((paths.REPO_ROOT / "inventories/lab/lab.yml").read_text()))

@@ -1,7 +1,6 @@
 def test_role_playbook_applies_the_roles_to_the_hosts(tmp_path):
     import yaml
-
-    from ironserve.lab.verify import role_playbook
+    from lab_ansible import role_playbook
 
     playbook = role_playbook(tmp_path, "net-a", "mgmt_network", "data_network")
     assert yaml.safe_load(playbook.read_text()) == [

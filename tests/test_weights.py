@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 from ironserve_target import weights
-
-from ironserve.lab.verify import ansible_module
+from lab_ansible import ansible_module
 
 FILES = {
     "config.json": b'{"model_type": "qwen2"}\n',

@@ -9,7 +9,7 @@
 set -euo pipefail
 out=${1:-${OUT:-artifacts/gpu-device}}
 mkdir -p "$out"
-command -v nvidia-smi >/dev/null && nvidia-smi -q -x > "$out/nvidia-smi-q-x.xml" || true
+if command -v nvidia-smi >/dev/null; then nvidia-smi -q -x > "$out/nvidia-smi-q-x.xml" || true; fi
 status=0
 PYTHONPATH=module_utils:. python3 - "$out" <<'PY' || status=$?
 import json, os, subprocess, sys

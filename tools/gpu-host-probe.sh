@@ -4,7 +4,7 @@
 set -euo pipefail
 out=${1:-${OUT:-artifacts/gpu-host}}
 mkdir -p "$out"
-command -v nvidia-smi >/dev/null && nvidia-smi -q -x > "$out/nvidia-smi-q-x.xml" || true
+if command -v nvidia-smi >/dev/null; then nvidia-smi -q -x > "$out/nvidia-smi-q-x.xml" || true; fi
 ANSIBLE_MODULE_UTILS=module_utils ANSIBLE_LOAD_CALLBACK_PLUGINS=1 ANSIBLE_STDOUT_CALLBACK=ansible.posix.json \
   ansible localhost -c local -M library -m ironserve_probe --extra-vars ansible_python_interpreter=python3 \
   > "$out/probe.json"

@@ -38,74 +38,10 @@ ROOT_SIZE_GB = 6
 ROOT_LABEL = "ironserve-root"
 IMAGE_FORMAT_VERSION = 4  # bump when the build steps below change what the image contains
 
-SEED_SCRIPT = r"""#!/bin/sh
-# ironserve lab seed: gives this boot its identity from the kernel command line that the lab passed.
-set -eu
-hostname=lab sshkey="" mgmt_mac="" mgmt_addr="" data_mac="" data_mtu=1500
-for word in $(cat /proc/cmdline); do
-  case "$word" in
-    ironserve.hostname=*) hostname="${word#*=}" ;;
-    ironserve.sshkey=*) sshkey="${word#*=}" ;;
-    ironserve.mgmt_mac=*) mgmt_mac="${word#*=}" ;;
-    ironserve.mgmt_addr=*) mgmt_addr="${word#*=}" ;;
-    ironserve.data_mac=*) data_mac="${word#*=}" ;;
-    ironserve.data_mtu=*) data_mtu="${word#*=}" ;;
-  esac
-done
-echo "$hostname" > /etc/hostname
-echo "$hostname" > /proc/sys/kernel/hostname
-grep -q " $hostname\$" /etc/hosts || echo "127.0.1.1 $hostname" >> /etc/hosts
-if [ -n "$sshkey" ]; then
-  install -d -m 0700 /root/.ssh
-  echo "$sshkey" | base64 -d > /root/.ssh/authorized_keys
-  chmod 0600 /root/.ssh/authorized_keys
-fi
-ls /etc/ssh/ssh_host_*_key >/dev/null 2>&1 || ssh-keygen -A
-install -d /etc/systemd/network
-if [ -n "$mgmt_mac" ]; then
-  # Static and without a gateway: the management network of a lab reaches only the controller's forwards.
-  cat > /etc/systemd/network/50-lab-mgmt.network <<EOF
-[Match]
-MACAddress=$mgmt_mac
-
-[Network]
-Address=$mgmt_addr
-LinkLocalAddressing=no
-IPv6AcceptRA=no
-EOF
-fi
-if [ -n "$data_mac" ]; then
-  # Link up with jumbo frames and an IPv6 link-local address only; the data-network role owns the rest
-  # and its files sort before this one.
-  cat > /etc/systemd/network/90-lab-data.network <<EOF
-[Match]
-MACAddress=$data_mac
-
-[Link]
-MTUBytes=$data_mtu
-
-[Network]
-LinkLocalAddressing=ipv6
-IPv6AcceptRA=no
-EOF
-fi
-"""
-
-SEED_UNIT = """[Unit]
-Description=ironserve lab seed (identity and NIC setup from the kernel command line)
-DefaultDependencies=no
-After=local-fs.target
-Before=network-pre.target systemd-networkd.service ssh.service
-Wants=network-pre.target
-
-[Service]
-Type=oneshot
-ExecStart=/usr/local/sbin/ironserve-lab-seed
-RemainAfterExit=yes
-
-[Install]
-WantedBy=multi-user.target
-"""
+# The seed program and its unit, as files that shellcheck and systemd-analyze read (both hashed into image_key).
+FILES = Path(__file__).resolve().parent / "files"
+SEED_SCRIPT = (FILES / "ironserve-lab-seed").read_text()
+SEED_UNIT = (FILES / "ironserve-lab-seed.service").read_text()
 
 
 class ImageError(RuntimeError):

@@ -28,29 +28,8 @@ from ironserve.lab.spec import BUNDLE_GUEST_ADDRESS, LabSpec, lab_from_dict
 DEFAULT_BOOT_TIMEOUT = 420.0
 LAB_GROUP_VARS = paths.REPO_ROOT / "inventories" / "lab" / "group_vars" / "all.yml"
 
-FORWARDER = """#!{python} -I
-# One guest connection to the bundle server: QEMU runs this per connection with the guest on stdin/stdout.
-import os, socket, threading
-sock = socket.create_connection(("127.0.0.1", {port}))
-def guest_to_server():
-    while True:
-        data = os.read(0, 65536)
-        if not data:
-            break
-        sock.sendall(data)
-    try:
-        sock.shutdown(socket.SHUT_WR)
-    except OSError:
-        pass
-threading.Thread(target=guest_to_server, daemon=True).start()
-while True:
-    data = sock.recv(65536)
-    if not data:
-        break
-    view = memoryview(data)
-    while view:
-        view = view[os.write(1, view):]
-"""
+# QEMU's guestfwd runs one command per connection; the forwarding itself is ironserve/lab/bundle_forwarder.py.
+FORWARDER = '#!/bin/sh\nexec "{python}" -I -m ironserve.lab.bundle_forwarder {port}\n'
 
 
 class LabError(RuntimeError):

@@ -281,7 +281,7 @@ def _ssh(state: dict, command: str, timeout: float = 300) -> subprocess.Complete
 def _build(layer: Layer, key: str, image: LayerImage, parent_disk: Path, bundle: Any, log) -> LayerImage:
     from ironserve.lab import lab, vm
     from ironserve.lab.spec import lab_from_dict
-    from ironserve.lab.verify import ansible_env
+    from ironserve.paths import ansible_env
 
     started = time.monotonic()
     log(f"layer {layer.name} ({key}): building from {parent_disk.parent.name}: stages {', '.join(layer.stages)}")

@@ -32,7 +32,7 @@ from ironserve import paths
 from ironserve.bundle.build import build_for_roles
 from ironserve.lab import lab, vm
 from ironserve.lab.spec import lab_from_dict
-from ironserve.lab.verify import ansible_env
+from ironserve.paths import ansible_env
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import tables

@@ -18,13 +18,12 @@ from pathlib import Path
 
 import pytest
 import testinfra
-
-sys.path.insert(0, str(Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"]).parents[1] / "tests"))
+from lab_ansible import ansible_playbook
 from lab_client import client_namespace, run_python
 
 from ironserve.lab import lab as labs
 from ironserve.lab.segment import interface_names
-from ironserve.lab.verify import ansible_env, ansible_playbook
+from ironserve.paths import ansible_env
 
 # The folder, not Molecule's file: the drill's shared settings are an inventory source beside it (site-vars.yml).
 INVENTORY = str(Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent)

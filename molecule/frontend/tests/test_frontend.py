@@ -20,13 +20,11 @@ from pathlib import Path
 
 import pytest
 import testinfra
-
-sys.path.insert(0, str(Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"]).parents[1] / "tests"))
+from lab_ansible import ansible_playbook
 from lab_client import client_namespace, connect, nic, run_python
 
 from ironserve.lab import lab as labs
 from ironserve.lab.segment import interface_names
-from ironserve.lab.verify import ansible_playbook
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 SCENARIO = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"])

@@ -8,9 +8,8 @@ from __future__ import annotations
 import json
 import os
 
+from lab_ansible import ansible_playbook, role_playbook
 from testinfra.utils.ansible_runner import AnsibleRunner
-
-from ironserve.lab.verify import ansible_playbook, role_playbook
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 DRIVER = "550.163.01"

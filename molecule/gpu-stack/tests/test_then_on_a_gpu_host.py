@@ -11,9 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from lab_ansible import ansible_playbook
 from testinfra.utils.ansible_runner import AnsibleRunner
-
-from ironserve.lab.verify import ansible_playbook
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 SCENARIO = Path(__file__).resolve().parents[1]

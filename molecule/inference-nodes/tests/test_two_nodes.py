@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import testinfra
+from lab_ansible import ansible_playbook
 
-from ironserve.lab.verify import ansible_playbook
 from ironserve.network import data_address
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]

@@ -7,14 +7,12 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import sys
 import time
 from pathlib import Path
 
 import yaml
+from lab_ansible import ansible_module, ansible_playbook
 from testinfra.utils.ansible_runner import AnsibleRunner
-
-from ironserve.lab.verify import ansible_module, ansible_playbook
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 SCENARIO = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"])
@@ -126,7 +124,6 @@ def test_the_api_key_is_in_no_process_command_line(host):
 def test_every_shape_of_a_real_site_renders_a_project_this_docker_compose_accepts(host, tmp_path):
     # The role's template for vLLM and SGLang at one GPU, TP8 and two nodes (rendered here by Ansible, as the
     # unit tests do), checked by the machine's own docker compose: the GPUs' CDI request, host network, RDMA.
-    sys.path.insert(0, str(SCENARIO.parents[1] / "tests"))
     from shapes import SHAPES, shape_plan
     from test_inference_render import render_file
 

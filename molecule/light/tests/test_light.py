@@ -12,11 +12,11 @@ from pathlib import Path
 
 import testinfra
 import yaml
+from lab_ansible import ansible_playbook, role_playbook
 from testinfra.utils.ansible_runner import AnsibleRunner
 
 from ironserve.lab import lab as bench
 from ironserve.lab.spec import BUNDLE_GUEST_ADDRESS, MGMT_GUEST_ADDRESS, lab_from_platforms
-from ironserve.lab.verify import ansible_playbook, role_playbook
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 LAB_NAME = "mol-" + os.environ["MOLECULE_SCENARIO_NAME"]

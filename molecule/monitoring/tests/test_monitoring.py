@@ -18,8 +18,6 @@ from pathlib import Path
 
 import pytest
 import testinfra
-
-sys.path.insert(0, str(Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"]).parents[1] / "tests"))
 from lab_client import client_namespace, run_python
 
 from ironserve.lab import lab as labs

@@ -6,17 +6,16 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import testinfra
 import yaml
+from lab_ansible import ansible_module, ansible_playbook, role_playbook
 from testinfra.utils.ansible_runner import AnsibleRunner
 
 from ironserve import paths
-from ironserve.lab.verify import ansible_module, ansible_playbook, role_playbook
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 SCENARIO = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"])
@@ -150,7 +149,6 @@ def test_an_rdma_port_down_fires_the_monitoring_alert_and_up_again_is_quiet(host
     fires; up, every port is ACTIVE and none does."""
     if _name(host) != sorted(HOST_VARS)[0]:
         pytest.skip("one machine is enough: the rule is the same for both")
-    sys.path.insert(0, str(SCENARIO.parents[1] / "tests"))
     import exporter_rules
 
     name = _name(host)

@@ -17,11 +17,12 @@ from pathlib import Path
 import pytest
 import testinfra
 import yaml
+from lab_ansible import ansible_playbook, role_playbook
+from lab_machines import disk_mismatches, nic_mismatches, with_extra_nvme
 from testinfra.utils.ansible_runner import AnsibleRunner
 
 from ironserve.lab import lab as bench
 from ironserve.lab.spec import BUNDLE_GUEST_ADDRESS, MGMT_GUEST_ADDRESS, lab_from_platforms
-from ironserve.lab.verify import ansible_playbook, disk_mismatches, nic_mismatches, role_playbook, with_extra_nvme
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 LAB_NAME = "mol-" + os.environ["MOLECULE_SCENARIO_NAME"]

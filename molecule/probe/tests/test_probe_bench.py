@@ -11,10 +11,10 @@ from functools import cache
 from pathlib import Path
 
 import yaml
+from lab_ansible import ansible_module, ansible_playbook
 from testinfra.utils.ansible_runner import AnsibleRunner
 
 from ironserve.lab.spec import lab_from_platforms
-from ironserve.lab.verify import ansible_module, ansible_playbook
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 PROJECT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])

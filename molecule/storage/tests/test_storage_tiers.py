@@ -7,16 +7,15 @@ import json
 import os
 import re
 import shlex
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
+from lab_ansible import ansible_module, ansible_playbook, role_playbook
 from testinfra.utils.ansible_runner import AnsibleRunner
 
 from ironserve.lab import lab as labs
-from ironserve.lab.verify import ansible_module, ansible_playbook, role_playbook
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 SCENARIO = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"])
@@ -160,7 +159,6 @@ def test_s3_is_refused_from_outside_the_management_network(host):
     """A client on the data segment that routes the management address through the machine's data NIC (the host
     accepts packets for any of its addresses on any NIC): dropped by the cold tier's table; without the table, as a
     control, it gets through."""
-    sys.path.insert(0, str(SCENARIO.parents[1] / "tests"))
     from lab_client import client_namespace, connect
 
     state = labs.load_state(LAB)
@@ -273,7 +271,6 @@ MD_METRICS = ("node_md_disks_required", "node_md_disks")
 def test_a_failed_member_is_reported_degraded_and_re_adding_restores_it(host, tmp_path):
     """The health check says so, and node_exporter's view of the real array fires the monitoring role's RaidDegraded
     (promtool, tests/exporter_rules.py): only for the hot array, and no longer once the member is back."""
-    sys.path.insert(0, str(SCENARIO.parents[1] / "tests"))
     import exporter_rules
 
     hot = Path(host.check_output("readlink -f /dev/md/hot")).name

@@ -1,18 +1,13 @@
 """Compare what a lab machine sees with what it was declared to have.
 
-Used by the bench's own tests (Molecule verify) and unit-tested on recorded ``lsblk`` output. Each
+Used by the bench's own tests (the probe scenario's verify) and unit-tested on recorded ``lsblk`` output. Each
 function returns the list of differences as sentences; empty means the machine matches.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-from pathlib import Path
 from typing import Any
 
-from ironserve import paths
 from ironserve.lab.spec import Disk, Machine
 
 GIB = 1024**3
@@ -75,61 +70,3 @@ def with_extra_nvme(machine: Machine) -> Machine:
     """The same machine declared with one more NVMe drive: used to prove the comparison catches a difference."""
     extra = Disk(serial=f"{machine.name[:12]}-EXTRA", size_gb=1)
     return Machine(**{**machine.__dict__, "nvme": (*machine.nvme, extra)})
-
-
-def ansible_env() -> dict[str, str]:
-    """The environment for a bench test that runs ansible or ansible-playbook itself: this project's modules,
-    module_utils, filters and roles, as ansible.cfg and Molecule's config set them for converge."""
-    return {
-        **os.environ,
-        "ANSIBLE_LIBRARY": str(paths.REPO_ROOT / "library"),
-        "ANSIBLE_MODULE_UTILS": str(paths.REPO_ROOT / "module_utils"),
-        "ANSIBLE_FILTER_PLUGINS": str(paths.REPO_ROOT / "filter_plugins"),
-        "ANSIBLE_ROLES_PATH": str(paths.REPO_ROOT / "roles"),
-        "ANSIBLE_NOCOLOR": "1",
-    }
-
-
-def role_playbook(folder: Path, hosts: str, *roles: str, become: bool = True, gather_facts: bool = True) -> Path:
-    """A playbook in ``folder`` that applies ``roles`` to ``hosts``: how bench tests run a role on its own."""
-    playbook = folder / f"{'-'.join(roles)}.yml"
-    playbook.write_text(
-        f"- name: Apply {', '.join(roles)}\n  hosts: {hosts}\n  become: {str(become).lower()}\n"
-        f"  gather_facts: {str(gather_facts).lower()}\n  roles: [{', '.join(roles)}]\n"
-    )
-    return playbook
-
-
-def ansible_playbook(
-    inventory: str,
-    playbook: Path,
-    extra_vars: dict | None = None,
-    timeout: int = 600,
-    verbosity: int = 0,
-    limit: str | None = None,
-) -> subprocess.CompletedProcess:
-    """Run a playbook with this project's plugins and roles; the caller asserts on the exit code and output."""
-    argv = [paths.tool("ansible-playbook"), "-i", inventory, str(playbook)] + (
-        ["-" + "v" * verbosity] if verbosity else []
-    )
-    if limit:
-        argv += ["--limit", limit]
-    if extra_vars:
-        argv += ["-e", json.dumps(extra_vars)]
-    return subprocess.run(argv, capture_output=True, text=True, env=ansible_env(), timeout=timeout, check=False)
-
-
-def ansible_module(
-    inventory: str, pattern: str, module: str, args: str = "", *options: str, timeout: int = 300
-) -> dict[str, dict]:
-    """Run one module ad hoc; return each host's result. Fails with the output's end if Ansible fails."""
-    env = {**ansible_env(), "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1", "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"}
-    argv = [paths.tool("ansible"), pattern, "-i", inventory, "-m", module, *options]
-    if args:
-        argv += ["-a", args]
-    result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=timeout, check=False)
-    if result.returncode != 0:
-        raise AssertionError(f"{module} on {pattern} failed:\n{result.stdout[-3000:]}{result.stderr[-3000:]}")
-    # Other enabled callbacks (profile_tasks) print around the JSON document.
-    document, _ = json.JSONDecoder().raw_decode(result.stdout[result.stdout.index("{") :])
-    return document["plays"][0]["tasks"][0]["hosts"]
