@@ -3,7 +3,7 @@
 Exit codes: 0 success; 1 a host failed a task (status: a critical alert fires); 2 bad input (an argument,
 inventory or declaration that cannot work); 3 an environment failure (a tool missing, a machine that does not
 boot, a download that fails, a doctor check that fails, Prometheus not answering); 4 a host was unreachable (and
-none failed).
+none failed); 5 run --expect-no-change: every stage passed and a task changed something (drift).
 """
 
 from __future__ import annotations
@@ -17,7 +17,14 @@ from pathlib import Path
 import yaml
 
 from ironserve import __version__, paths
-from ironserve.run import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_HOST_FAILED, EXIT_OK, EXIT_UNREACHABLE  # noqa: F401
+from ironserve.run import (  # noqa: F401
+    EXIT_BAD_INPUT,
+    EXIT_CHANGED,
+    EXIT_ENVIRONMENT,
+    EXIT_HOST_FAILED,
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+)
 
 DEFAULT_LAB_FILE = paths.REPO_ROOT / "inventories" / "lab" / "lab.yml"
 DEFAULT_INVENTORY = paths.REPO_ROOT / "inventories" / "lab"
@@ -200,6 +207,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             args.check,
             args.diff,
             args.resume,
+            args.expect_no_change,
         )
     except run.RunInputError as exc:
         print(f"ironserve: {exc}", file=sys.stderr)
@@ -350,6 +358,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--limit", "-l", help="Ansible host pattern")
     run.add_argument("--check", action="store_true", help="Ansible check mode")
     run.add_argument("--diff", action="store_true", help="show file differences")
+    run.add_argument(
+        "--expect-no-change",
+        action="store_true",
+        help="a drift check for a converged site: exit 5, naming each host and task, if any task changed something",
+    )
     output = run.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="one JSON event per line, for pipelines")
     output.add_argument("--plain", action="store_true", help="plain lines even on a terminal")

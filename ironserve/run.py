@@ -24,6 +24,7 @@ EXIT_HOST_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_ENVIRONMENT = 3
 EXIT_UNREACHABLE = 4
+EXIT_CHANGED = 5  # --expect-no-change: every stage passed, and a task changed something
 
 RUN_RECORD = "run.json"
 RUN_MARKDOWN = "run.md"
@@ -43,6 +44,12 @@ class Failure:
 
 
 @dataclass
+class Change:
+    host: str
+    task: str
+
+
+@dataclass
 class StageRecord:
     name: str
     playbook: str
@@ -53,6 +60,7 @@ class StageRecord:
     hosts: dict[str, dict[str, int]] = field(default_factory=dict)
     failures: list[Failure] = field(default_factory=list)
     artifacts: str | None = None
+    changes: list[Change] = field(default_factory=list)  # host and task of each result that changed something
 
 
 @dataclass
@@ -72,6 +80,8 @@ class RunRecord:
     validations: dict[str, Any] = field(default_factory=dict)
     # Variables given to every stage's playbook (the scale playbook's host and direction).
     extravars: dict[str, Any] = field(default_factory=dict)
+    # A drift check: the run fails (EXIT_CHANGED) where a task changed something on a host.
+    expect_no_change: bool = False
 
     @property
     def folder(self) -> Path:
@@ -85,7 +95,16 @@ class RunRecord:
     @classmethod
     def load(cls, path: Path) -> RunRecord:
         data = json.loads(path.read_text())
-        stages = [StageRecord(**{**s, "failures": [Failure(**f) for f in s["failures"]]}) for s in data.pop("stages")]
+        stages = [
+            StageRecord(
+                **{
+                    **s,
+                    "failures": [Failure(**f) for f in s["failures"]],
+                    "changes": [Change(**c) for c in s.get("changes", [])],
+                }
+            )
+            for s in data.pop("stages")
+        ]
         return cls(stages=stages, **data)
 
 
@@ -116,6 +135,8 @@ def exit_code(record: RunRecord) -> int:
         return EXIT_HOST_FAILED
     if failures:
         return EXIT_UNREACHABLE
+    if record.expect_no_change and any(s.changes for s in record.stages):
+        return EXIT_CHANGED
     return EXIT_OK
 
 
@@ -155,9 +176,11 @@ def plan(
     check: bool = False,
     diff: bool = False,
     resume: bool = False,
+    expect_no_change: bool = False,
 ) -> RunPlan:
     """Plan a run of ``site``'s stages: the named ones (``stage_names``, comma-separated), those from ``start``, or
-    all; with ``resume``, what completes the latest run, with its own inventory, hosts and mode. Raises
+    all; with ``resume``, what completes the latest run, with its own inventory, hosts and mode; with
+    ``expect_no_change``, a drift check that fails where any task changes something. Raises
     RunInputError (or stages.StageError) for input that cannot work, before anything runs."""
     from ironserve import stages
 
@@ -181,6 +204,7 @@ def plan(
             raise stages.StageError(f"run {previous.id} had stage(s) {', '.join(missing)} that {site} no longer has")
         selected = [(available[name], host_limit) for name, host_limit in remaining]
         inventory, limit, check, diff = Path(previous.inventory), previous.limit, previous.check, previous.diff
+        expect_no_change = expect_no_change or previous.expect_no_change
         resumed_from = previous.id
         if not inventory.exists():
             raise RunInputError(f"run {previous.id} used inventory {inventory}, which no longer exists")
@@ -203,6 +227,7 @@ def plan(
         stages=[],
         site=str(site.resolve()),
         resumed_from=resumed_from,
+        expect_no_change=expect_no_change,
     )
     return RunPlan(selected, record, inventory)
 
@@ -252,6 +277,7 @@ def run_stage(stage: Stage, record: StageRecord, run: RunRecord, inventory: Path
             status = kind.removeprefix("runner_on_")
             if status == "ok" and data.get("res", {}).get("changed"):
                 status = "changed"
+                record.changes.append(Change(host=data["host"], task=data.get("task", "")))
             if status == "failed" and data.get("ignore_errors"):
                 status = "ignored"
             if status in ("failed", "unreachable"):
@@ -339,6 +365,9 @@ def markdown(run: RunRecord) -> str:
         out.append(f"- mode: {' '.join(m for m, on in (('check', run.check), ('diff', run.diff)) if on)}")
     if run.resumed_from:
         out.append(f"- resumes run {run.resumed_from}")
+    if run.expect_no_change:
+        changed = sum(len(s.changes) for s in run.stages)
+        out.append(f"- drift check (--expect-no-change): {changed} change(s)")
     out += ["", "| stage | status | duration | hosts | limit |", "|---|---|---|---|---|"]
     for stage in run.stages:
         duration = f"{stage.duration_s} s" if stage.duration_s is not None else "-"
@@ -358,6 +387,8 @@ def markdown(run: RunRecord) -> str:
                 f"| {host} | {counts['ok']} | {counts['changed']} | {counts['failed']} | "
                 f"{counts['unreachable']} | {counts['skipped']} |"
             )
+        if stage.changes:
+            out += ["", "Changed:", ""] + [f"- **{c.host}**, task *{c.task}*" for c in stage.changes]
         if stage.failures:
             out += ["", "Failures:", ""]
             out += [
@@ -374,9 +405,11 @@ def markdown(run: RunRecord) -> str:
 
 
 def summary(run: RunRecord) -> list[str]:
-    """One line per failure, for the end of a run: host, task, message."""
+    """One line per failure, for the end of a run: host, task, message; in a drift check, one per change too."""
     lines = []
     for stage in run.stages:
+        if run.expect_no_change:
+            lines += [f"stage {stage.name}: {c.host}: changed at task '{c.task}'" for c in stage.changes]
         for f in stage.failures:
             first = f.message.splitlines()[0] if f.message else ""
             lines.append(

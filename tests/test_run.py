@@ -83,13 +83,14 @@ def test_exit_codes():
         "b", "b.yml", None, status="failed", failures=[Failure("h1", "t", "m", True), Failure("h2", "t", "m")]
     )
     assert run.exit_code(_record(ok, failed)) == run.EXIT_HOST_FAILED
-    assert (run.EXIT_OK, run.EXIT_HOST_FAILED, run.EXIT_BAD_INPUT, run.EXIT_ENVIRONMENT, run.EXIT_UNREACHABLE) == (
-        0,
-        1,
-        2,
-        3,
-        4,
-    )
+    assert (
+        run.EXIT_OK,
+        run.EXIT_HOST_FAILED,
+        run.EXIT_BAD_INPUT,
+        run.EXIT_ENVIRONMENT,
+        run.EXIT_UNREACHABLE,
+        run.EXIT_CHANGED,
+    ) == (0, 1, 2, 3, 4, 5)
 
 
 def test_markdown_record_names_hosts_counts_and_failures():
@@ -160,6 +161,39 @@ def test_a_failing_stage_stops_the_run_and_resume_finishes_it(tmp_path, monkeypa
     assert "nothing to resume" in capsys.readouterr().out
     assert cli.main(["report", resumed.id]) == run.EXIT_OK
     assert f"# ironserve run {resumed.id}" in capsys.readouterr().out
+
+
+def test_a_drift_check_fails_naming_each_change_and_passes_on_a_converged_site(tmp_path, monkeypatch, capsys):
+    """--expect-no-change: stage two's first run writes its mark on each host (changes, exit 5, each host and task
+    named in the summary and the record); the same run again changes nothing and exits 0."""
+    monkeypatch.setenv("IRONSERVE_ARTIFACTS_DIR", str(tmp_path / "artifacts"))
+    flag = tmp_path / "flag"
+    flag.write_text("ready\n")
+    monkeypatch.setenv("IRONSERVE_TEST_FLAG", str(flag))
+    argv = ["run", "--site", str(SITE / "site.yml"), "--inventory", str(SITE / "inventory.yml"), "--plain"]
+
+    assert cli.main([*argv, "--expect-no-change"]) == run.EXIT_CHANGED
+    out = capsys.readouterr().out
+    assert "stage two: h1: changed at task 'Mark this host done'" in out
+    assert "stage two: h2: changed at task 'Mark this host done'" in out
+    drifted = run.find_run(None)
+    assert [(s.name, s.status) for s in drifted.stages] == [("one", "ok"), ("two", "ok")]
+    assert sorted((c.host, c.task) for c in drifted.stages[1].changes) == [
+        ("h1", "Mark this host done"),
+        ("h2", "Mark this host done"),
+    ]
+    assert drifted.exit_code == run.EXIT_CHANGED
+    assert "- drift check (--expect-no-change): 2 change(s)" in (drifted.folder / "run.md").read_text()
+    assert run.RunRecord.load(drifted.folder / "run.json").stages[1].changes == drifted.stages[1].changes
+    assert cli.main(["run", "--resume"]) == run.EXIT_OK  # every stage completed: nothing to resume
+    capsys.readouterr()
+
+    assert cli.main([*argv, "--expect-no-change"]) == run.EXIT_OK
+    assert "changed at task" not in capsys.readouterr().out
+    # Without the check, a run that changes things is a success as before.
+    (tmp_path / "done").unlink()
+    assert cli.main(argv) == run.EXIT_OK
+    assert "changed at task" not in capsys.readouterr().out
 
 
 def test_relative_inventory_paths_name_the_hosts_not_the_file(tmp_path, monkeypatch):
