@@ -10,6 +10,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from ironserve_target import gpu_ids
+from ironserve_target.facts import disk_index, is_system_disk
 
 # The hardware profiles of our design: what a host of each profile must have.
 PROFILES: dict[str, dict] = {
@@ -35,16 +36,6 @@ PROFILES: dict[str, dict] = {
         "description": "no accelerator (image builds and the lab)",
     },
 }
-
-
-def disk_index(disks: list[dict]) -> dict[str, dict]:
-    """Every name a disk can be declared by: /dev/NAME, NAME, each /dev/disk/by-id link, its serial."""
-    index: dict[str, dict] = {}
-    for disk in disks:
-        for key in [disk["path"], disk["name"], *disk.get("by_id_all", []), disk.get("serial")]:
-            if key:
-                index[key] = disk
-    return index
 
 
 def _gpu_problems(gpu: dict, declared: dict) -> list[str]:
@@ -113,7 +104,7 @@ def _disk_problems(storage: dict, tiers: dict[str, list[str]]) -> list[str]:
             elif owner:
                 problems.append(f"/dev/{disk['name']} is named in both {owner} and {variable}")
             claimed[disk["name"]] = variable
-            if any(reason.startswith("system disk") for reason in disk.get("in_use_reasons", [])):
+            if is_system_disk(disk):
                 problems.append(f"{variable} names {device} (/dev/{disk['name']}), the system disk")
     return problems
 

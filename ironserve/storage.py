@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ironserve.preflight import disk_index
+from ironserve_target.facts import disk_index, is_system_disk
 
 
 def parse_md_export(text: str) -> dict[str, Any]:
@@ -101,7 +101,7 @@ def plan_array(
     wipe = []
     for disk in chosen:
         reasons = disk.get("in_use_reasons", [])
-        if any(r.startswith("system disk") for r in reasons):
+        if is_system_disk(disk):
             problems.append(f"{variable} selects /dev/{disk['name']}, the system disk; it is never used")
         elif disk["name"] in existing_members or not disk["in_use"]:
             continue

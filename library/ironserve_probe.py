@@ -9,7 +9,9 @@ module: ironserve_probe
 short_description: Probe a GPU server's accelerators, disks, NICs and host facts, changing nothing
 description:
   - Reads sysfs, procfs, C(nvidia-smi -q -x) when the NVIDIA driver is loaded, C(blkid -p) for signatures and
-    C(rocm-smi) when present, and returns one structured picture under the C(ironserve_hw) fact.
+    C(rocm-smi) when present, and returns one structured picture as C(hw) and, with I(fact), the C(ironserve_hw)
+    fact.
+  - Its shape (every key, its types, the disks' reason codes) is module_utils/ironserve_target/facts.py's schema.
   - GPU models, architectures and capabilities come from the GPU id rules (module_utils/ironserve_target/gpu_ids.py).
   - A missing tool never fails the module; what could not be determined is listed in C(ironserve_hw.unknown).
 version_added: "0.1.0"
@@ -21,6 +23,13 @@ options:
     elements: str
     choices: [gpus, disks, nics, host]
     default: [gpus, disks, nics, host]
+  fact:
+    description:
+      - Also set the host's C(ironserve_hw) fact. The preflight stage's full probe sets it (the hardware report and
+        every later play read it); a role that probes a section for its own decisions leaves it alone and registers
+        the result (C(hw)) into its own variable, so what one role reads never depends on which ran before.
+    type: bool
+    default: true
 attributes:
   check_mode:
     support: full
@@ -33,9 +42,11 @@ EXAMPLES = r"""
 - name: Probe the hardware
   ironserve_probe:
 
-- name: Probe only disks, before the storage roles
+- name: Probe only disks, for a storage role's own plan
   ironserve_probe:
     sections: [disks]
+    fact: false
+  register: _hot_tier_probe
 
 - name: Show the GPUs
   ansible.builtin.debug:
@@ -43,9 +54,13 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+hw:
+  description: The probe's picture of the host (the same as C(ironserve_hw) below).
+  returned: always
+  type: dict
 ansible_facts:
   description: Facts, under C(ironserve_hw).
-  returned: always
+  returned: when I(fact) is true
   type: dict
   contains:
     ironserve_hw:
@@ -95,15 +110,15 @@ from ansible.module_utils.ironserve_target.probe import SECTIONS, System, probe
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
-            "sections": {"type": "list", "elements": "str", "choices": list(SECTIONS), "default": list(SECTIONS)}
+            "sections": {"type": "list", "elements": "str", "choices": list(SECTIONS), "default": list(SECTIONS)},
+            "fact": {"type": "bool", "default": True},
         },
         supports_check_mode=True,
     )
     started = time.monotonic()
     facts = probe(System("/"), tuple(module.params["sections"]))
-    module.exit_json(
-        changed=False, ansible_facts={"ironserve_hw": facts}, probe_seconds=round(time.monotonic() - started, 3)
-    )
+    published = {"ansible_facts": {"ironserve_hw": facts}} if module.params["fact"] else {}
+    module.exit_json(changed=False, hw=facts, probe_seconds=round(time.monotonic() - started, 3), **published)
 
 
 if __name__ == "__main__":

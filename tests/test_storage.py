@@ -80,7 +80,11 @@ def test_counts_duplicates_missing_and_system_disk_are_all_reported(host):
 
 def test_an_existing_array_is_adopted_and_a_level_change_refused(host):
     for disk in host["storage"]["disks"][:4]:
-        disk.update(in_use=True, in_use_reasons=["RAID member signature", f"/dev/{disk['name']} is held by md127"])
+        disk.update(
+            in_use=True,
+            in_use_reasons=["RAID member signature", f"/dev/{disk['name']} is held by md127"],
+            in_use_codes=["signature", "held"],
+        )
     existing = parse_md_export(MD_EXPORT)
     adopted = plan_array(host, [], "hot_tier_devices", 10, existing, True, [])
     assert (adopted["problems"], adopted["names"]) == ([], ["nvme0n1", "nvme1n1", "nvme2n1", "nvme3n1"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+from .. import facts as codes
 from .system import System, _int, _numa
 
 _SKIP_BLOCK = ("loop", "ram", "zram", "sr", "fd", "md", "dm-", "nbd")
@@ -117,20 +118,20 @@ def probe_disks(system: System) -> dict:
     disks = []
     for name in names:
         block = f"/sys/block/{name}"
-        reasons = []
+        reasons: list[tuple[str, str]] = []  # (code, sentence)
         if name in system_disks:
-            reasons.append("system disk (holds /, /boot or /boot/efi)")
+            reasons.append((codes.SYSTEM_DISK, "system disk (holds /, /boot or /boot/efi)"))
         for dev in [name, *partitions[name]]:
             majmin = system.read(f"/sys/class/block/{dev}/dev")
             for point in mounts.get(majmin or "", []):
-                reasons.append(f"/dev/{dev} mounted on {point}")
+                reasons.append((codes.MOUNTED, f"/dev/{dev} mounted on {point}"))
             if dev in swaps:
-                reasons.append(f"/dev/{dev} is active swap")
+                reasons.append((codes.SWAP, f"/dev/{dev} is active swap"))
             holders = system.listdir(f"/sys/class/block/{dev}/holders")
             if holders:
-                reasons.append(f"/dev/{dev} is held by {', '.join(holders)}")
+                reasons.append((codes.HELD, f"/dev/{dev} is held by {', '.join(holders)}"))
         if partitions[name]:
-            reasons.append(f"has partitions ({', '.join(partitions[name])})")
+            reasons.append((codes.PARTITIONS, f"has partitions ({', '.join(partitions[name])})"))
         signature = _signature(system, name)
         if signature:
             label = {
@@ -138,7 +139,7 @@ def probe_disks(system: System) -> dict:
                 "LVM2_member": "LVM physical volume signature",
                 "swap": "swap signature",
             }.get(signature, f"{signature} signature")
-            reasons.append(label)
+            reasons.append((codes.SIGNATURE, label))
         sectors = _int(system.read(block + "/size"))
         device = block + "/device"
         numa = _numa(system, device) if system.exists(device + "/numa_node") else _numa(system, device + "/device")
@@ -158,7 +159,8 @@ def probe_disks(system: System) -> dict:
                 "partitions": partitions[name],
                 "signature": signature,
                 "in_use": bool(reasons),
-                "in_use_reasons": reasons,
+                "in_use_reasons": [sentence for _, sentence in reasons],
+                "in_use_codes": [code for code, _ in reasons],
             }
         )
     return {"disks": disks, "free": [d["name"] for d in disks if not d["in_use"]]}

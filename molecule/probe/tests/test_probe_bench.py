@@ -11,6 +11,7 @@ from functools import cache
 from pathlib import Path
 
 import yaml
+from ironserve_target import facts
 from lab_ansible import ansible_module, ansible_playbook
 from testinfra.utils.ansible_runner import AnsibleRunner
 
@@ -59,12 +60,24 @@ def test_probe_reports_exactly_the_emulated_disks():
     others = {s: d for s, d in disks.items() if s not in nvme and s not in hdd}
     assert list(others) == ["vda"]
     assert others["vda"]["in_use_reasons"][0] == "system disk (holds /, /boot or /boot/efi)"
+    assert others["vda"]["in_use_codes"][0] == facts.SYSTEM_DISK
+
+
+def test_the_probe_of_a_real_machine_matches_the_facts_schema():
+    assert facts.problems(hw()) == []
+    # A role's own probe: the same picture, registered, and the host's fact left as the preflight stage set it.
+    private = ansible_module(INVENTORY, MACHINE.name, "ironserve_probe", "sections=disks fact=false", "--become")
+    result = private[MACHINE.name]
+    assert "ansible_facts" not in result or "ironserve_hw" not in result["ansible_facts"]
+    assert facts.problems(result["hw"]) == []
+    assert {d["serial"] for d in result["hw"]["storage"]["disks"]} == {d["serial"] for d in hw()["storage"]["disks"]}
 
 
 def test_formatted_disk_is_in_use_with_its_reason_and_the_rest_are_free():
     disks = _disks()
     assert disks["PRBA-HDD1"]["in_use"] is True
     assert disks["PRBA-HDD1"]["in_use_reasons"] == ["ext4 signature"]
+    assert disks["PRBA-HDD1"]["in_use_codes"] == [facts.SIGNATURE]
     assert sorted(disks[s]["name"] for s in disks if not disks[s]["in_use"]) == sorted(hw()["storage"]["free"])
     assert {s for s, d in disks.items() if not d["in_use"]} == {d.serial for d in MACHINE.nvme} | {"PRBA-HDD0"}
 
