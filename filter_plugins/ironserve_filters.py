@@ -40,6 +40,8 @@ class FilterModule:
     def filters(self):
         return {
             "ironserve_preflight_problems": preflight.problems,
+            "ironserve_preflight_declaration": preflight.declaration,
+            "ironserve_mount_path_problems": storage.mount_path_problems,
             "ironserve_hw_markdown": lambda hw, hostname: report.markdown(hostname, hw),
             "ironserve_md_detail": storage.parse_md_export,
             "ironserve_plan_array": storage.plan_array,

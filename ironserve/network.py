@@ -13,6 +13,8 @@ from typing import Any
 
 import netaddr
 
+from ironserve import role_defaults
+
 MTU_RANGE = (1280, 9216)
 BOND_MODES = ("802.3ad", "active-backup", "balance-xor")
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
@@ -292,27 +294,27 @@ def roce_v2_gid(rdma_devices: list[dict[str, Any]], address: str) -> dict[str, A
 
 
 def declaration(variables: Any) -> dict[str, Any]:
-    """A host's network declaration for :func:`plan_problems`, from its variables (hostvars)."""
+    """A host's network declaration for :func:`plan_problems`, from its variables (hostvars), each the inventory's
+    value or its role's default (role_defaults)."""
 
-    def get(name: str, default: Any = None) -> Any:
-        value = variables.get(name, default)
-        return default if value is None else value
+    def get(name: str) -> Any:
+        return role_defaults.resolved(variables, name)
 
-    static = get("mgmt_network_mode", "static") == "static"
+    static = get("mgmt_network_mode") == "static"
     return {
-        "mgmt_mac": get("mgmt_network_mac", ""),
-        "mgmt_address": get("mgmt_network_address", "") if static else "",
+        "mgmt_mac": get("mgmt_network_mac"),
+        "mgmt_address": get("mgmt_network_address") if static else "",
         "mgmt_dhcp": not static,
-        "mgmt_mtu": get("mgmt_network_mtu", 1500),
-        "mgmt_vlan": get("mgmt_network_vlan", 0),
-        "data_macs": list(get("data_network_macs", [])),
-        "data_pci": list(get("data_network_pci_addresses", [])),
-        "data_subnet": get("data_network_subnet", ""),
-        "data_index": get("data_network_host_index"),
-        "data_address": get("data_network_address", ""),
-        "data_mtu": get("data_network_mtu", 9000),
-        "data_vlan": get("data_network_vlan", 0),
-        "data_bond_mode": get("data_network_bond_mode", ""),
+        "mgmt_mtu": get("mgmt_network_mtu"),
+        "mgmt_vlan": get("mgmt_network_vlan"),
+        "data_macs": list(get("data_network_macs")),
+        "data_pci": list(get("data_network_pci_addresses")),
+        "data_subnet": get("data_network_subnet"),
+        "data_index": get("data_network_host_index"),  # 0, its default: not given
+        "data_address": get("data_network_address"),
+        "data_mtu": get("data_network_mtu"),
+        "data_vlan": get("data_network_vlan"),
+        "data_bond_mode": get("data_network_bond_mode"),
     }
 
 
@@ -322,7 +324,7 @@ def data_address(variables: Any) -> str:
     declared = declaration(variables)
     if declared["data_address"]:
         return declared["data_address"]
-    if declared["data_subnet"] and declared["data_index"] is not None:
+    if declared["data_subnet"] and declared["data_index"]:
         return host_address(declared["data_subnet"], int(declared["data_index"]))
     return ""
 

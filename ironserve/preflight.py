@@ -6,11 +6,12 @@ sentence that names the inventory variable and what was found, so one failure ca
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
 from typing import Any
 
 from ironserve_target import gpu_ids
 from ironserve_target.facts import disk_index, is_system_disk
+
+from ironserve import role_defaults, storage
 
 # The hardware profiles of our design: what a host of each profile must have.
 PROFILES: dict[str, dict] = {
@@ -109,28 +110,6 @@ def _disk_problems(storage: dict, tiers: dict[str, list[str]]) -> list[str]:
     return problems
 
 
-def _mount_problems(mounts: dict[str, str]) -> list[str]:
-    """Tier mount paths must be separate folders: one inside another hides it or its data."""
-    problems = []
-    paths = {variable: PurePosixPath(path) for variable, path in mounts.items() if path}
-    for variable, path in paths.items():
-        if not path.is_absolute() or len(path.parts) < 2:
-            problems.append(f"{variable} is '{path}'; it must be an absolute folder of its own, like /srv/models")
-    names = sorted(paths)
-    for i, first in enumerate(names):
-        for second in names[i + 1 :]:
-            a, b = paths[first], paths[second]
-            if a == b:
-                problems.append(f"{first} and {second} are both {a}; each tier needs its own mount path")
-            elif a.is_relative_to(b) or b.is_relative_to(a):
-                inner, outer = (first, second) if a.is_relative_to(b) else (second, first)
-                problems.append(
-                    f"{inner} ({paths[inner]}) is inside {outer} ({paths[outer]}); mount the tiers side by side, "
-                    "for example /srv/models and /srv/warm"
-                )
-    return problems
-
-
 def _nic_problems(network: dict, declared: dict) -> list[str]:
     problems = []
     macs = {nic["mac"]: nic for nic in network.get("nics", []) if nic.get("mac")}
@@ -162,6 +141,37 @@ def _os_problems(host: dict[str, Any]) -> list[str]:
     ]
 
 
+DEFAULT_PROFILE = "realtime"
+
+
+def _boolean(value: Any) -> bool:
+    """A flag as Ansible's bool filter reads it ('false' and 'no' are false)."""
+    return value.strip().lower() in ("yes", "on", "true", "1", "y") if isinstance(value, str) else bool(value)
+
+
+def declaration(variables: Any) -> dict[str, Any]:
+    """What :func:`problems` compares the probe with, from a host's variables (hostvars): the inventory's values,
+    else the roles' own defaults (role_defaults), each variable by its own name."""
+
+    def get(name: str, default: Any = None) -> Any:  # site-wide variables: no role owns them
+        value = variables.get(name)
+        return default if value is None else value
+
+    def tier(name: str) -> Any:
+        return role_defaults.resolved(variables, name)
+
+    return {
+        "profile": get("ironserve_hardware_profile", DEFAULT_PROFILE),
+        "image_build": _boolean(get("ironserve_image_build", False)),
+        "gpu_count": get("ironserve_gpu_count"),
+        "gpu_model": get("ironserve_gpu_model"),
+        "tiers": {"hot": tier("hot_tier_devices"), "warm": tier("warm_tier_devices")},
+        "mounts": {name: tier(name) for name in ("hot_tier_mount_path", "warm_tier_mount_path")},
+        "mgmt_mac": tier("mgmt_network_mac") or None,
+        "data_macs": tier("data_network_macs"),
+    }
+
+
 def problems(hw: dict[str, Any], declared: dict[str, Any]) -> list[str]:
     """Every mismatch between the probed host ``hw`` (ironserve_hw) and the inventory's declarations.
 
@@ -176,6 +186,6 @@ def problems(hw: dict[str, Any], declared: dict[str, Any]) -> list[str]:
     else:
         found += _gpu_problems(hw.get("gpu", {}), declared)
     found += _disk_problems(hw.get("storage", {}), declared.get("tiers") or {})
-    found += _mount_problems(declared.get("mounts") or {})
+    found += storage.mount_path_problems(declared.get("mounts") or {})
     found += _nic_problems(hw.get("network", {}), declared)
     return found

@@ -3,6 +3,7 @@ existing array is. Used by the storage roles through filters; every problem name
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
 from typing import Any
 
 from ironserve_target.facts import disk_index, is_system_disk
@@ -129,3 +130,32 @@ def plan_array(
         "wipe": wipe,
         "problems": problems,
     }
+
+
+# Folders of the system a tier's filesystem would hide if mounted there.
+SYSTEM_FOLDERS = ("/boot", "/usr", "/var", "/etc")
+
+
+def mount_path_problems(mounts: dict[str, str]) -> list[str]:
+    """Tier mount paths (variable -> path) must be folders of their own, not a system folder, and apart: one inside
+    another hides it or its data. The tier roles check their own, preflight every tier's at once."""
+    problems = []
+    paths = {variable: PurePosixPath(path) for variable, path in mounts.items() if path}
+    for variable, path in paths.items():
+        if not path.is_absolute() or len(path.parts) < 2:
+            problems.append(f"{variable} is '{path}'; it must be an absolute folder of its own, like /srv/models")
+        elif str(path) in SYSTEM_FOLDERS:
+            problems.append(f"{variable} is '{path}', a system folder; mount the tier at its own, like /srv/models")
+    names = sorted(paths)
+    for i, first in enumerate(names):
+        for second in names[i + 1 :]:
+            a, b = paths[first], paths[second]
+            if a == b:
+                problems.append(f"{first} and {second} are both {a}; each tier needs its own mount path")
+            elif a.is_relative_to(b) or b.is_relative_to(a):
+                inner, outer = (first, second) if a.is_relative_to(b) else (second, first)
+                problems.append(
+                    f"{inner} ({paths[inner]}) is inside {outer} ({paths[outer]}); mount the tiers side by side, "
+                    "for example /srv/models and /srv/warm"
+                )
+    return problems

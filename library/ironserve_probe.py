@@ -104,7 +104,14 @@ probe_seconds:
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.ironserve_target.probe import SECTIONS, System, probe
+
+# Every module of the package the probe runs, named absolutely: Mitogen (the bench's strategy, and a site's option)
+# ships only the module_utils a module names that way, not those the package imports relatively
+# (tests/test_packaging.py keeps this list whole; AnsiballZ follows both).
+from ansible.module_utils.ironserve_target import facts, gpu_ids, nvidia_devices
+from ansible.module_utils.ironserve_target.probe import SECTIONS, System, disks, gpus, host, nics, probe, system
+
+SHIPPED = (facts, gpu_ids, nvidia_devices, disks, gpus, host, nics, system)
 
 
 def main() -> None:
@@ -116,9 +123,9 @@ def main() -> None:
         supports_check_mode=True,
     )
     started = time.monotonic()
-    facts = probe(System("/"), tuple(module.params["sections"]))
-    published = {"ansible_facts": {"ironserve_hw": facts}} if module.params["fact"] else {}
-    module.exit_json(changed=False, hw=facts, probe_seconds=round(time.monotonic() - started, 3), **published)
+    found = probe(System("/"), tuple(module.params["sections"]))
+    published = {"ansible_facts": {"ironserve_hw": found}} if module.params["fact"] else {}
+    module.exit_json(changed=False, hw=found, probe_seconds=round(time.monotonic() - started, 3), **published)
 
 
 if __name__ == "__main__":

@@ -70,3 +70,59 @@ def test_every_third_party_module_the_package_imports_is_a_declared_dependency()
 def test_the_license_is_an_spdx_expression():
     # A {text = ...} table is deprecated in setuptools 77 and warned about on every install.
     assert PROJECT["license"] == "Apache-2.0"
+
+
+def _target_module(dotted: str) -> Path:
+    path = TARGET_PACKAGE.parent.joinpath(*dotted.split("."))
+    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+
+
+def _absolute_and_relative(source: Path, dotted: str) -> tuple[set[str], set[str]]:
+    """The ironserve_target modules ``source`` names absolutely (as ansible.module_utils...) and relatively."""
+    package = dotted if source.name == "__init__.py" else dotted.rpartition(".")[0]
+    absolute, relative = set(), set()
+    for node in ast.walk(ast.parse(source.read_text())):
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        if node.level == 0 and (node.module or "").startswith("ansible.module_utils.ironserve_target"):
+            base = node.module.removeprefix("ansible.module_utils.")
+            absolute |= {f"{base}.{a.name}" for a in node.names if _target_module(f"{base}.{a.name}").exists()}
+            absolute.add(base)
+        elif node.level > 0:
+            base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1])
+            base = f"{base}.{node.module}" if node.module else base
+            relative |= {f"{base}.{a.name}" for a in node.names if _target_module(f"{base}.{a.name}").exists()}
+            if node.module:
+                relative.add(base)
+    return absolute, relative
+
+
+def test_each_module_names_every_target_module_it_runs_so_mitogen_ships_them():
+    # Mitogen ships the module_utils a module names absolutely and follows no relative import: a module that runs
+    # one only through the package's relative imports fails under it ("No module named ...probe.disks").
+    for module in sorted((REPO / "library").glob("*.py")):
+        named, _ = _absolute_and_relative(module, "library")
+        queue, reached = list(named), set()
+        while queue:
+            dotted = queue.pop()
+            if dotted in reached:
+                continue
+            reached.add(dotted)
+            more_absolute, more_relative = _absolute_and_relative(_target_module(dotted), dotted)
+            queue += [*more_absolute, *more_relative]
+        assert reached - named == set(), module.name
+
+
+def test_the_probe_runs_under_mitogen():
+    run_with = [sys.executable, str(REPO / "tests/bench/with_strategy.py"), "mitogen"]
+    ansible = [str(Path(sys.executable).parent / "ansible"), "localhost", "-c", "local", "-m", "ironserve_probe"]
+    result = subprocess.run(
+        [*run_with, *ansible, "-a", "sections=disks,host fact=false"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "localhost | SUCCESS" in result.stdout
