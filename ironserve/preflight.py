@@ -146,7 +146,7 @@ DEFAULT_PROFILE = "realtime"
 
 def _boolean(value: Any) -> bool:
     """A flag as Ansible's bool filter reads it ('false' and 'no' are false)."""
-    return value.strip().lower() in ("yes", "on", "true", "1", "y") if isinstance(value, str) else bool(value)
+    return value.strip().lower() in ("yes", "on", "true", "1", "y", "t") if isinstance(value, str) else bool(value)
 
 
 def declaration(variables: Any) -> dict[str, Any]:

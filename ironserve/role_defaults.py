@@ -8,7 +8,9 @@ restated default drifts: ``data_network_host_index`` once was 0 in its role and 
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from ironserve import paths
@@ -18,13 +20,23 @@ class RoleDefaultError(LookupError):
     """A rule asked for a default no role has, or one only Ansible can resolve (a template)."""
 
 
+def roles_dirs() -> list[Path]:
+    """Where the roles are: beside this package in a checkout; else, where the package is installed on its own (an
+    AWX execution environment), the project's, from ANSIBLE_ROLES_PATH or the folder Ansible runs in."""
+    candidates = [paths.REPO_ROOT / "roles"]
+    candidates += [Path(entry) for entry in os.environ.get("ANSIBLE_ROLES_PATH", "").split(os.pathsep) if entry]
+    candidates.append(Path.cwd() / "roles")
+    return [folder for folder in candidates if any(folder.glob("*/defaults/main.yml"))]
+
+
 @functools.cache
 def _defaults() -> dict[str, Any]:
     import yaml  # imported here: the GPU machine check (tools/gpu-device-check.sh) runs without PyYAML
 
     found: dict[str, Any] = {}
-    for path in sorted((paths.REPO_ROOT / "roles").glob("*/defaults/main.yml")):
-        found.update(yaml.safe_load(path.read_text()) or {})
+    for folder in roles_dirs()[:1]:  # the first that has roles: a checkout's own before anything around it
+        for path in sorted(folder.glob("*/defaults/main.yml")):
+            found.update(yaml.safe_load(path.read_text()) or {})
     return found
 
 
@@ -33,7 +45,8 @@ def default(name: str) -> Any:
     try:
         value = _defaults()[name]
     except KeyError:
-        raise RoleDefaultError(f"no role has a default for {name}") from None
+        where = ", ".join(str(folder) for folder in roles_dirs()[:1]) or "no roles folder found"
+        raise RoleDefaultError(f"no role has a default for {name} ({where})") from None
     if isinstance(value, str) and "{{" in value:
         raise RoleDefaultError(f"{name}'s default is a template, which only Ansible resolves")
     return value

@@ -139,7 +139,11 @@ SYSTEM_FOLDERS = ("/boot", "/usr", "/var", "/etc")
 def mount_path_problems(mounts: dict[str, str]) -> list[str]:
     """Tier mount paths (variable -> path) must be folders of their own, not a system folder, and apart: one inside
     another hides it or its data. The tier roles check their own, preflight every tier's at once."""
-    problems = []
+    problems = [
+        f"{variable} is empty; set the folder to mount the tier at, like /srv/models"
+        for variable, path in mounts.items()
+        if not path
+    ]
     paths = {variable: PurePosixPath(path) for variable, path in mounts.items() if path}
     for variable, path in paths.items():
         if not path.is_absolute() or len(path.parts) < 2:

@@ -77,7 +77,8 @@ ansible_facts:
         storage:
           description: >-
             C(disks) (per disk - name, path, kind, rotational, size_bytes, model, serial, by_id, numa_node,
-            partitions, signature, in_use, in_use_reasons) and C(free), the names of disks not in use.
+            partitions, signature, in_use, in_use_reasons and in_use_codes, the reasons as codes of
+            module_utils/ironserve_target/facts.py) and C(free), the names of disks not in use.
           type: dict
         network:
           description: >-

@@ -65,6 +65,10 @@ def test_the_system_disk_is_known_by_its_code_whatever_its_sentence_says(tmp_pat
     ]
     plan = storage.plan_array(hw, ["/dev/vda"], "hot_tier_devices", 1, {}, True, [])
     assert "hot_tier_devices selects /dev/vda, the system disk; it is never used" in plan["problems"]
+    # A record without codes (by hand, or an older probe's) that is in use is never taken for a wipe.
+    del system["in_use_codes"]
+    assert facts.is_system_disk(system)
+    assert not facts.is_system_disk({**system, "in_use": False})
 
 
 def _probe_tasks(node, where):

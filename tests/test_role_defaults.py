@@ -60,3 +60,26 @@ def test_one_mount_path_rule_for_the_roles_and_preflight():
     assert (
         storage.mount_path_problems({"hot_tier_mount_path": "/srv/models", "warm_tier_mount_path": "/srv/warm"}) == []
     )
+
+
+def test_installed_on_its_own_the_package_reads_the_defaults_of_the_project_ansible_runs(tmp_path, monkeypatch):
+    # An AWX execution environment holds the package without the roles; Ansible runs in the project's folder.
+    monkeypatch.setattr(paths, "REPO_ROOT", tmp_path / "site-packages")
+    project = tmp_path / "project"
+    (project / "roles" / "data_network" / "defaults").mkdir(parents=True)
+    (project / "roles" / "data_network" / "defaults" / "main.yml").write_text("data_network_mtu: 4200\n")
+    monkeypatch.chdir(project)
+    role_defaults._defaults.cache_clear()
+    try:
+        assert role_defaults.resolved({}, "data_network_mtu") == 4200
+        with pytest.raises(role_defaults.RoleDefaultError, match=r"data_network_vlan \(.*project/roles\)"):
+            role_defaults.default("data_network_vlan")
+    finally:
+        role_defaults._defaults.cache_clear()
+
+
+def test_a_tier_mount_path_left_empty_is_refused():
+    assert storage.mount_path_problems({"hot_tier_mount_path": ""}) == [
+        "hot_tier_mount_path is empty; set the folder to mount the tier at, like /srv/models"
+    ]
+    assert storage.mount_path_problems({"warm_tier_mount_path": None})[0].startswith("warm_tier_mount_path is empty")

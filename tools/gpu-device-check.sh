@@ -82,7 +82,7 @@ python3 tools/gpu-engine-check.py "$out" || status=1
 if command -v ansible-playbook >/dev/null; then
   printf 'all:\n  children:\n    gpu_servers:\n      hosts:\n        localhost:\n          ansible_connection: local\n' > "$out/inventory.yml"
   printf -- '- name: Driver plan\n  hosts: gpu_servers\n  become: true\n  gather_facts: false\n  tasks:\n    - name: Plan\n      ansible.builtin.include_role:\n        name: nvidia_driver\n        tasks_from: preflight\n' > "$out/driver-plan.yml"
-  PYTHONPATH=. ANSIBLE_LIBRARY=library ANSIBLE_MODULE_UTILS=module_utils ANSIBLE_FILTER_PLUGINS=filter_plugins ANSIBLE_ROLES_PATH=roles \
+  PYTHONPATH=module_utils:. ANSIBLE_LIBRARY=library ANSIBLE_MODULE_UTILS=module_utils ANSIBLE_FILTER_PLUGINS=filter_plugins ANSIBLE_ROLES_PATH=roles \
     ansible-playbook -i "$out/inventory.yml" -e ansible_python_interpreter=/usr/bin/python3 \
     -e nvidia_driver_source=cuda_repo -e nvidia_driver_cuda_repo_key_file=none \
     "$out/driver-plan.yml" > "$out/driver-plan.log" 2>&1 || status=1

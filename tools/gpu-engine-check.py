@@ -18,6 +18,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+sys.path.insert(0, os.path.join(os.getcwd(), "module_utils"))  # ironserve_target, which ironserve imports
 sys.path.insert(0, os.getcwd())
 from ironserve import engines
 

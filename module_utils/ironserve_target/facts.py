@@ -215,4 +215,7 @@ def disk_index(disks: list[dict]) -> dict[str, dict]:
 
 
 def is_system_disk(disk: dict) -> bool:
-    return SYSTEM_DISK in disk.get("in_use_codes", [])
+    """By its code; a record without codes (made by hand, or by an older probe) that is in use counts as the system
+    disk, so no rule would ever wipe it."""
+    codes = disk.get("in_use_codes")
+    return bool(disk.get("in_use")) if codes is None else SYSTEM_DISK in codes
