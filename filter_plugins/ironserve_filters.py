@@ -23,8 +23,8 @@ class FilterModule:
     ironserve_smi_mismatches, ironserve_gpu_stacks. Inference: ironserve_model_plan, ironserve_engine_deployment.
     Storage: ironserve_md_detail, ironserve_plan_array, ironserve_pvs.
     ironserve_address_of_mac, ironserve_subnet_of_address. Preflight and reports: ironserve_preflight_problems,
-    ironserve_hw_markdown. Networks:
-    ironserve_network_problems, ironserve_network_declaration, ironserve_data_address, ironserve_networkd,
+    ironserve_hw_markdown. Networks: ironserve_network_plan_problems, ironserve_select_nics,
+    ironserve_missing_nics_problem, ironserve_data_address, ironserve_networkd,
     ironserve_netplan, ironserve_network_files, ironserve_roce_v2_gid, ironserve_host_pairs,
     ironserve_bandwidth_floor, ironserve_min_gbits, ironserve_check_report. Front door: ironserve_frontend_problems,
     ironserve_frontend_backends, ironserve_frontend_interface, ironserve_frontend_own_address,
@@ -55,8 +55,9 @@ class FilterModule:
             "ironserve_engine_deployment": engines.deployment,
             "ironserve_address_of_mac": network.address_of_mac,
             "ironserve_subnet_of_address": network.subnet_of_address,
-            "ironserve_network_problems": network.plan_problems,
-            "ironserve_network_declaration": network.declaration,
+            "ironserve_network_plan_problems": network.play_problems,
+            "ironserve_select_nics": network.select_nics,
+            "ironserve_missing_nics_problem": network.missing_nics_problem,
             "ironserve_data_address": network.data_address,
             "ironserve_networkd": network.render_networkd,
             "ironserve_netplan": network.render_netplan,

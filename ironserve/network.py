@@ -318,6 +318,36 @@ def declaration(variables: Any) -> dict[str, Any]:
     }
 
 
+def play_problems(hosts: list[str], hostvars: Any) -> list[str]:
+    """:func:`plan_problems` for the hosts of a play, from their variables: what both network roles check (each
+    can run on its own) before either changes a host."""
+    return plan_problems({host: declaration(hostvars[host]) for host in hosts})
+
+
+def select_nics(nics: list[dict], macs: list[str], pci_addresses: list[str] | None = None) -> dict[str, Any]:
+    """The probed NICs a plane takes: by MAC, then by PCI address (a NIC named both ways once), and what the
+    declaration names that this host does not have."""
+    wanted_macs = [mac.lower() for mac in macs if mac]
+    wanted_pci = [address.lower() for address in pci_addresses or []]
+    by_mac = [nic for nic in nics if nic.get("mac") in wanted_macs]
+    by_pci = [nic for nic in nics if nic.get("pci_address") in wanted_pci and nic not in by_mac]
+    chosen = by_mac + by_pci
+    return {
+        "nics": chosen,
+        "missing_macs": [mac for mac in wanted_macs if mac not in {nic["mac"] for nic in chosen}],
+        "missing_pci": [a for a in wanted_pci if a not in {nic.get("pci_address") for nic in chosen}],
+    }
+
+
+def missing_nics_problem(variable: str, missing: list[str], nics: list[dict]) -> list[str]:
+    """The one sentence for NICs an inventory names that the host does not have, with what it has."""
+    if not missing:
+        return []
+    found = ", ".join(f"{nic['name']} {nic['mac']}" for nic in sorted(nics, key=lambda n: n["mac"])) or "none"
+    verb = "is" if variable.endswith("_mac") else "lists"  # one NIC (mgmt_network_mac) or a list of them
+    return [f"{variable} {verb} {', '.join(missing)}, which no NIC of this host has (found: {found})"]
+
+
 def data_address(variables: Any) -> str:
     """A host's data-plane address in CIDR form (data_network_address, or the subnet's address at the host's
     index), or '' where neither is declared; the data_network role and the network check both use it."""

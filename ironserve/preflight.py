@@ -11,7 +11,7 @@ from typing import Any
 from ironserve_target import gpu_ids
 from ironserve_target.facts import disk_index, is_system_disk
 
-from ironserve import role_defaults, storage
+from ironserve import network, role_defaults, storage
 
 # The hardware profiles of our design: what a host of each profile must have.
 PROFILES: dict[str, dict] = {
@@ -110,18 +110,17 @@ def _disk_problems(storage: dict, tiers: dict[str, list[str]]) -> list[str]:
     return problems
 
 
-def _nic_problems(network: dict, declared: dict) -> list[str]:
-    problems = []
-    macs = {nic["mac"]: nic for nic in network.get("nics", []) if nic.get("mac")}
-    found = ", ".join(f"{n['name']} {mac}" for mac, n in sorted(macs.items())) or "none"
+def _nic_problems(network_facts: dict, declared: dict) -> list[str]:
+    nics = [nic for nic in network_facts.get("nics", []) if nic.get("mac")]
     mgmt = (declared.get("mgmt_mac") or "").lower()
-    if mgmt and mgmt not in macs:
-        problems.append(f"mgmt_network_mac is {mgmt}, which no NIC of this host has (found: {found})")
-    for mac in [m.lower() for m in declared.get("data_macs") or []]:
+    data = [mac.lower() for mac in declared.get("data_macs") or []]
+    problems = network.missing_nics_problem("mgmt_network_mac", network.select_nics(nics, [mgmt])["missing_macs"], nics)
+    for mac in data:
         if mac == mgmt:
             problems.append(f"data_network_macs lists {mac}, the management NIC; the data plane must not use it")
-        elif mac not in macs:
-            problems.append(f"data_network_macs lists {mac}, which no NIC of this host has (found: {found})")
+        else:
+            missing = network.select_nics(nics, [mac])["missing_macs"]
+            problems += network.missing_nics_problem("data_network_macs", missing, nics)
     return problems
 
 

@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from ironserve import network
+from ironserve import network, paths
 
 GOOD = {
     "gpu01": {
@@ -331,3 +331,38 @@ def test_data_address_is_the_explicit_one_or_the_subnets_at_the_index():
     )
     assert network.data_address({"data_network_subnet": "10.99.0.0/24"}) == ""
     assert network.data_address({}) == ""
+
+
+def test_a_plane_takes_its_nics_by_mac_then_by_pci_address_and_names_what_the_host_lacks():
+    nics = [
+        {"name": "eno1", "mac": "3c:ec:ef:00:00:03", "pci_address": "0000:02:00.0"},
+        {"name": "ens1f0", "mac": "b8:3f:d2:00:00:01", "pci_address": "0000:19:00.0"},
+        {"name": "ens1f1", "mac": "b8:3f:d2:00:00:02", "pci_address": "0000:19:00.1"},
+    ]
+    chosen = network.select_nics(nics, ["B8:3F:D2:00:00:01", "52:54:00:00:00:99"], ["0000:19:00.0", "0000:19:00.1"])
+    assert [nic["name"] for nic in chosen["nics"]] == ["ens1f0", "ens1f1"]  # ens1f0 once, though named both ways
+    assert (chosen["missing_macs"], chosen["missing_pci"]) == (["52:54:00:00:00:99"], [])
+    assert network.missing_nics_problem("data_network_macs", chosen["missing_macs"], nics) == [
+        "data_network_macs lists 52:54:00:00:00:99, which no NIC of this host has "
+        "(found: eno1 3c:ec:ef:00:00:03, ens1f0 b8:3f:d2:00:00:01, ens1f1 b8:3f:d2:00:00:02)"
+    ]
+    assert network.missing_nics_problem("mgmt_network_mac", ["aa:bb:cc:dd:ee:ff"], [])[0].startswith(
+        "mgmt_network_mac is aa:bb:cc:dd:ee:ff, which no NIC of this host has (found: none)"
+    )
+    assert network.missing_nics_problem("data_network_macs", [], nics) == []
+
+
+def test_both_network_roles_check_the_plan_and_the_nics_with_the_one_rule():
+    hostvars = {
+        "gpu-a": {"data_network_subnet": "10.99.0.0/24", "data_network_host_index": 11},
+        "gpu-b": {"data_network_subnet": "10.99.0.0/24", "data_network_host_index": 11},
+    }
+    assert network.play_problems(["gpu-a", "gpu-b"], hostvars) == [
+        "data address 10.99.0.11 is given to both gpu-a and gpu-b"
+    ]
+    for role in ("mgmt_network", "data_network"):
+        tasks = (paths.REPO_ROOT / "roles" / role / "tasks" / "validate.yml").read_text()
+        assert "ironserve_network_plan_problems(hostvars)" in tasks
+        assert "ironserve_select_nics" in tasks
+        assert "ironserve_missing_nics_problem" in tasks
+        assert "selectattr('mac'" not in tasks
