@@ -11,7 +11,7 @@ from typing import Any
 from ironserve_target import gpu_ids
 from ironserve_target.facts import disk_index, is_system_disk
 
-from ironserve import network, role_defaults, storage
+from ironserve import role_defaults, storage
 
 # The hardware profiles of our design: what a host of each profile must have.
 PROFILES: dict[str, dict] = {
@@ -111,6 +111,9 @@ def _disk_problems(storage: dict, tiers: dict[str, list[str]]) -> list[str]:
 
 
 def _nic_problems(network_facts: dict, declared: dict) -> list[str]:
+    # Imported here: the driver policy imports this module's profiles on a bare GPU machine, where netaddr is not.
+    from ironserve import network
+
     nics = [nic for nic in network_facts.get("nics", []) if nic.get("mac")]
     mgmt = (declared.get("mgmt_mac") or "").lower()
     data = [mac.lower() for mac in declared.get("data_macs") or []]

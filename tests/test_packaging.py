@@ -126,3 +126,15 @@ def test_the_probe_runs_under_mitogen():
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "localhost | SUCCESS" in result.stdout
+
+
+def test_the_gpu_machine_checks_import_with_the_standard_library_alone():
+    # tools/gpu-device-check.sh and gpu-engine-check.py run on a bare GPU machine's python3: no site-packages.
+    code = (
+        "import sys; sys.path[:0] = [sys.argv[1], sys.argv[1] + '/module_utils']; "
+        "from ironserve import driver_policy, engines, planner; from ironserve_target import gpu_ids, probe"
+    )
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", code, str(REPO)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
