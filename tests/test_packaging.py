@@ -20,7 +20,8 @@ OUR_PACKAGES = {"ironserve", "ironserve_target"}
 TARGET_PACKAGE = REPO / "module_utils" / "ironserve_target"
 
 
-def _imported_modules(folder: Path = REPO / "ironserve") -> set[str]:
+def _top_level_imports(folder: Path) -> set[str]:
+    """Every top-level package the Python files under ``folder`` import absolutely."""
     modules = set()
     for source in folder.rglob("*.py"):
         for node in ast.walk(ast.parse(source.read_text(), str(source))):
@@ -28,20 +29,17 @@ def _imported_modules(folder: Path = REPO / "ironserve") -> set[str]:
                 modules |= {alias.name.split(".")[0] for alias in node.names}
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 modules.add(node.module.split(".")[0])
-    return modules - set(sys.stdlib_module_names) - OUR_PACKAGES
+    return modules
+
+
+def _imported_modules() -> set[str]:
+    return _top_level_imports(REPO / "ironserve") - set(sys.stdlib_module_names) - OUR_PACKAGES
 
 
 def test_the_target_side_package_is_stdlib_only_and_installed_from_module_utils():
     # Ansible ships module_utils/ironserve_target to every host: nothing else may be needed there, not even the
     # controller's package (the package imports itself relatively).
-    imported = set()
-    for source in TARGET_PACKAGE.rglob("*.py"):
-        for node in ast.walk(ast.parse(source.read_text(), str(source))):
-            if isinstance(node, ast.Import):
-                imported |= {alias.name.split(".")[0] for alias in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                imported.add(node.module.split(".")[0])
-    assert imported - set(sys.stdlib_module_names) == set()
+    assert _top_level_imports(TARGET_PACKAGE) - set(sys.stdlib_module_names) == set()
     # The controller imports the very files the targets get (no copy, no link).
     import ironserve_target.probe
 
