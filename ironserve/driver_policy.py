@@ -6,7 +6,32 @@ from __future__ import annotations
 
 from ironserve_target.gpu_ids import ARCHITECTURES, capability_at_least, named, normalise_id, nvidia_lists
 
-from ironserve.preflight import PROFILES
+# The hardware profiles of our design: what a host of each profile must have (preflight checks them; the GPU stage
+# installs the stack of a profile's vendor where a host has no GPU yet).
+PROFILES: dict[str, dict] = {
+    "realtime": {
+        "vendor": "nvidia",
+        "min_compute_capability": "8.0",
+        "description": "real-time serving on datacenter NVIDIA GPUs (A100 class or newer)",
+    },
+    "batch": {
+        "vendor": "amd",
+        "min_compute_capability": None,
+        "description": "batch inference on AMD Instinct (MI250X class or newer)",
+    },
+    "edge": {
+        "vendor": "nvidia",
+        "min_compute_capability": "8.7",
+        "integrated": True,
+        "description": "edge inference on NVIDIA Jetson AGX Orin",
+    },
+    "none": {
+        "vendor": None,
+        "min_compute_capability": None,
+        "description": "no accelerator (image builds and the lab)",
+    },
+}
+
 
 # Driver and CUDA rules -----------------------------------------------------------------------------
 # The long-term branch new installs get; 580 is also the last branch that drives Pascal and Volta.

@@ -11,32 +11,8 @@ from typing import Any
 from ironserve_target import gpu_ids
 from ironserve_target.facts import disk_index, is_system_disk
 
-from ironserve import role_defaults, storage
-
-# The hardware profiles of our design: what a host of each profile must have.
-PROFILES: dict[str, dict] = {
-    "realtime": {
-        "vendor": "nvidia",
-        "min_compute_capability": "8.0",
-        "description": "real-time serving on datacenter NVIDIA GPUs (A100 class or newer)",
-    },
-    "batch": {
-        "vendor": "amd",
-        "min_compute_capability": None,
-        "description": "batch inference on AMD Instinct (MI250X class or newer)",
-    },
-    "edge": {
-        "vendor": "nvidia",
-        "min_compute_capability": "8.7",
-        "integrated": True,
-        "description": "edge inference on NVIDIA Jetson AGX Orin",
-    },
-    "none": {
-        "vendor": None,
-        "min_compute_capability": None,
-        "description": "no accelerator (image builds and the lab)",
-    },
-}
+from ironserve import network, role_defaults, storage
+from ironserve.driver_policy import PROFILES
 
 
 def _gpu_problems(gpu: dict, declared: dict) -> list[str]:
@@ -111,9 +87,6 @@ def _disk_problems(storage: dict, tiers: dict[str, list[str]]) -> list[str]:
 
 
 def _nic_problems(network_facts: dict, declared: dict) -> list[str]:
-    # Imported here: the driver policy imports this module's profiles on a bare GPU machine, where netaddr is not.
-    from ironserve import network
-
     nics = [nic for nic in network_facts.get("nics", []) if nic.get("mac")]
     mgmt = (declared.get("mgmt_mac") or "").lower()
     data = [mac.lower() for mac in declared.get("data_macs") or []]
