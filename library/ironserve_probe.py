@@ -46,7 +46,7 @@ EXAMPLES = r"""
   ironserve_probe:
     sections: [disks]
     fact: false
-  register: _hot_tier_probe
+  register: _tier_plan_probe
 
 - name: Show the GPUs
   ansible.builtin.debug:

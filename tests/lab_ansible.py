@@ -29,6 +29,7 @@ def ansible_playbook(
     timeout: int = 600,
     verbosity: int = 0,
     limit: str | None = None,
+    check_mode: bool = False,
 ) -> subprocess.CompletedProcess:
     """Run a playbook with this project's plugins and roles; the caller asserts on the exit code and output."""
     argv = [paths.tool("ansible-playbook"), "-i", inventory, str(playbook)] + (
@@ -36,6 +37,8 @@ def ansible_playbook(
     )
     if limit:
         argv += ["--limit", limit]
+    if check_mode:
+        argv.append("--check")
     if extra_vars:
         argv += ["-e", json.dumps(extra_vars)]
     return subprocess.run(argv, capture_output=True, text=True, env=ansible_env(), timeout=timeout, check=False)
