@@ -100,9 +100,9 @@ def strategy_env(strategy: str) -> dict[str, str]:
     """Ansible settings for the bench's connection strategy (docs/bench.md has the measurement behind mitogen)."""
     if strategy == "linear":
         return {}
-    import ansible_mitogen
-
-    plugins = Path(ansible_mitogen.__file__).parent / "plugins" / "strategy"
+    # Mitogen's mitogen_linear without its CPU pinning, which on a 2-core machine puts everything a play starts,
+    # the lab machines included, on one CPU (tests/bench/strategy/mitogen_linear.py).
+    plugins = Path(__file__).resolve().parent / "strategy"
     # Mitogen opens its own SSH connections and reads host key checking from Ansible's setting, not from
     # ansible_ssh_common_args; lab machines make new host keys at every boot.
     return {
