@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 from ironserve import paths
@@ -58,3 +59,18 @@ def ansible_module(
     # Other enabled callbacks (profile_tasks) print around the JSON document.
     document, _ = json.JSONDecoder().raw_decode(result.stdout[result.stdout.index("{") :])
     return document["plays"][0]["tasks"][0]["hosts"]
+
+
+def ad_hoc_with_bench_strategy(*arguments: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    """``ansible localhost -c local ARGUMENTS`` under the strategy the bench runs every scenario with."""
+    with_strategy = paths.REPO_ROOT / "tests" / "bench" / "with_strategy.py"
+    ansible = [paths.tool("ansible"), "localhost", "-c", "local", "-e", "ansible_python_interpreter=python3"]
+    return subprocess.run(
+        [sys.executable, str(with_strategy), "mitogen", *ansible, *arguments],
+        cwd=paths.REPO_ROOT,
+        capture_output=True,
+        text=True,
+        env=ansible_env(),
+        timeout=timeout,
+        check=False,
+    )

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 from bench import run_scenarios as bench
 from bench.run_scenarios import Needs
+from lab_ansible import ad_hoc_with_bench_strategy
 
 
 def test_needs_are_read_from_the_scenario_platforms():
@@ -36,26 +34,10 @@ def test_the_first_waiting_scenario_that_fits_starts_next():
     assert bench.next_to_start(["smoke"], needs, [], 2, 20000, 2) == "smoke"
 
 
-def test_what_a_play_starts_under_the_bench_strategy_may_run_on_every_cpu(tmp_path):
+def test_what_a_play_starts_under_the_bench_strategy_may_run_on_every_cpu():
     # Stock mitogen_linear on a 2-CPU machine pins every process a play starts to CPU 1 (the lab machines too).
-    playbook = tmp_path / "affinity.yml"
-    playbook.write_text(
-        "- hosts: localhost\n  gather_facts: false\n  tasks:\n"
-        "    - name: Print the CPUs this task's process may use\n"
-        "      ansible.builtin.command: python3 -c 'import os; print(sorted(os.sched_getaffinity(0)))'\n"
-        "      register: cpus\n"
-        "    - name: Show them\n      ansible.builtin.debug:\n        msg: 'CPUS={{ cpus.stdout }}'\n"
-    )
-    env = {**os.environ, **bench.strategy_env("mitogen")}
-    argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c", "local", str(playbook)]
-    result = subprocess.run(
-        [*argv, "-e", "ansible_python_interpreter=python3"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    assert bench.strategy_env("mitogen")["ANSIBLE_STRATEGY"] == "mitogen_linear"
+    code = "import os; print('CPUS=' + str(sorted(os.sched_getaffinity(0))))"
+    result = ad_hoc_with_bench_strategy("-m", "ansible.builtin.command", "-a", f'python3 -c "{code}"')
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    assert "mitogen" in env["ANSIBLE_STRATEGY"]
     assert f"CPUS={sorted(os.sched_getaffinity(0))}" in result.stdout, result.stdout[-2000:]

@@ -12,6 +12,8 @@ import tomllib
 from importlib.metadata import packages_distributions
 from pathlib import Path
 
+from lab_ansible import ad_hoc_with_bench_strategy
+
 REPO = Path(__file__).resolve().parents[1]
 PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
 
@@ -112,16 +114,7 @@ def test_each_module_names_every_target_module_it_runs_so_mitogen_ships_them():
 
 
 def test_the_probe_runs_under_mitogen():
-    run_with = [sys.executable, str(REPO / "tests/bench/with_strategy.py"), "mitogen"]
-    ansible = [str(Path(sys.executable).parent / "ansible"), "localhost", "-c", "local", "-m", "ironserve_probe"]
-    result = subprocess.run(
-        [*run_with, *ansible, "-a", "sections=disks,host fact=false"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    result = ad_hoc_with_bench_strategy("-m", "ironserve_probe", "-a", "sections=disks,host fact=false")
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "localhost | SUCCESS" in result.stdout
 
