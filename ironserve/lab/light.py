@@ -316,6 +316,18 @@ def power_off(entry: dict, grace: float = 20.0) -> float:
     return killed
 
 
+def unfinished_boot(entry: dict) -> str:
+    """What the machine's systemd is still waiting for (its job list), for the record of a boot that hung; a systemd
+    that does not answer within 15 s says so itself."""
+    leader = entry.get("leader_pid")
+    argv = ["nsenter", "-t", str(leader), "-a", "systemctl", "list-jobs", "--no-pager", "--no-legend"]
+    try:
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=15, check=False)
+    except subprocess.TimeoutExpired:
+        return "its systemd did not answer within 15 s"
+    return (result.stdout + result.stderr).strip() or "no job left"
+
+
 def wipe(entry: dict) -> None:
     """Drop what the machine wrote (its overlay's upper layer); the read-only image below stays. It must be off."""
     folder = Path(entry["folder"])
