@@ -124,10 +124,13 @@ def test_the_api_key_is_in_no_process_command_line(host):
 def test_every_shape_of_a_real_site_renders_a_project_this_docker_compose_accepts(host, tmp_path):
     # The role's template for vLLM and SGLang at one GPU, TP8 and two nodes (rendered here by Ansible, as the
     # unit tests do), checked by the machine's own docker compose: the GPUs' CDI request, host network, RDMA.
+    # Every project is rendered first and copied in one transfer, then checked in one session: each copy and each
+    # command is a round trip to a TCG guest (this test took 177 s with one of each per project).
     from shapes import SHAPES, shape_plan
-    from test_inference_render import render_file
+    from test_inference_render import _h200_plan, render_file
 
-    host.check_output("rm -rf /tmp/shapes && mkdir /tmp/shapes")
+    projects = tmp_path / "shapes"
+    projects.mkdir()
     for engine, shape in SHAPES:
         name = f"{engine}-{shape.replace(' ', '-')}"
         folder = tmp_path / name
@@ -144,18 +147,28 @@ def test_every_shape_of_a_real_site_renders_a_project_this_docker_compose_accept
             nodes=len(hosts),
             data_addresses=addresses,
         )
-        copied = host.ansible("copy", f"src={rendered} dest=/tmp/shapes/{name}.yml mode=0600", check=False)
-        assert not copied.get("failed"), copied
-        result = host.run(f"docker compose -f /tmp/shapes/{name}.yml config --quiet")
-        assert result.rc == 0, f"{name}: {result.stderr}"
+        (projects / f"{name}.yml").write_text(rendered.read_text())
     # A replica's project as scaling starts it (ironserve.scaling: its own name, port and set of GPUs).
-    from test_inference_render import _h200_plan
-
     folder = tmp_path / "replica"
     folder.mkdir()
     rendered = render_file(folder, _h200_plan("r1-distill-llama-70b"), rdma=True, nccl=False, slot=1)
-    copied = host.ansible("copy", f"src={rendered} dest=/tmp/shapes/replica-1.yml mode=0600", check=False)
+    (projects / "replica-1.yml").write_text(rendered.read_text())
+    names = sorted(path.stem for path in projects.glob("*.yml"))
+    assert len(names) == len(SHAPES) + 1, names
+
+    host.check_output("rm -rf /tmp/shapes")
+    copied = host.ansible("copy", f"src={projects}/ dest=/tmp/shapes/ mode=0600", check=False)
     assert not copied.get("failed"), copied
+    # One line per project: its name and docker compose's exit code, then what it said on error.
+    check = (
+        'for f in /tmp/shapes/*.yml; do n=$(basename "$f" .yml); '
+        'if out=$(docker compose -f "$f" config --quiet 2>&1); then echo "$n 0"; '
+        "else echo \"$n 1 $out\" | tr '\\n' ' '; echo; fi; done"
+    )
+    verdicts = dict(line.split(" ", 1) for line in host.check_output(check).splitlines())
+    assert sorted(verdicts) == names, verdicts
+    refused = {name: verdict for name, verdict in verdicts.items() if verdict != "0"}
+    assert refused == {}, refused
     result = host.run("docker compose -f /tmp/shapes/replica-1.yml config --format json")
     assert result.rc == 0, f"replica 1: {result.stderr}"
     assert json.loads(result.stdout)["name"] == "ironserve-inference-replica-1"
