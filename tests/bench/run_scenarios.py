@@ -30,6 +30,9 @@ LOGS = REPO / "artifacts" / "bench"
 # Measured on 2 cores: with two 2-vCPU scenarios side by side, storage's apt transaction (mdadm and lvm2, each
 # rebuilding the initramfs under TCG) took 715 s, against 213 s alone in the next run: TCG vCPUs beyond the
 # cores only slow each other down. So QEMU vCPUs never exceed the cores; light machines run beside anything.
+# That trial ran with Mitogen's CPU pinning (everything on one core; docs/bench.md). Without it, storage with probe
+# beside it took 766 s against 756 alone, probe 332 against 244: 769 s of wall time against 1000 one after the
+# other. The rule stands until a whole suite has passed with QEMU scenarios side by side.
 CPU_OVERCOMMIT = 1
 # What the controller itself needs beside the guests: Ansible, Molecule, testinfra, the bundle servers.
 CONTROLLER_RESERVE_MB = 3072
