@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 from ironserve import paths
@@ -63,14 +62,15 @@ def ansible_module(
 
 def ad_hoc_with_bench_strategy(*arguments: str, timeout: int = 300) -> subprocess.CompletedProcess:
     """``ansible localhost -c local ARGUMENTS`` under the strategy the bench runs every scenario with."""
-    with_strategy = paths.REPO_ROOT / "tests" / "bench" / "with_strategy.py"
+    from bench.run_scenarios import strategy_env
+
     ansible = [paths.tool("ansible"), "localhost", "-c", "local", "-e", "ansible_python_interpreter=python3"]
     return subprocess.run(
-        [sys.executable, str(with_strategy), "mitogen", *ansible, *arguments],
+        [*ansible, *arguments],
         cwd=paths.REPO_ROOT,
         capture_output=True,
         text=True,
-        env=ansible_env(),
+        env={**ansible_env(), **strategy_env("mitogen")},
         timeout=timeout,
         check=False,
     )
