@@ -41,3 +41,29 @@ def test_what_a_play_starts_under_the_bench_strategy_may_run_on_every_cpu():
     result = ad_hoc_with_bench_strategy("-m", "ansible.builtin.command", "-a", f'python3 -c "{code}"')
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert f"CPUS={sorted(os.sched_getaffinity(0))}" in result.stdout, result.stdout[-2000:]
+
+
+def test_a_failed_scenario_is_summed_up_in_a_few_short_lines():
+    log = "\n".join(
+        [
+            "PLAY [Converge] ***",
+            'fatal: [dr-a]: FAILED! => {"changed": false, "msg": "' + "x" * 400 + '"}',
+            "E   AssertionError: restore took too long",
+            "E   assert 301.0 < 300",
+            "FAILED molecule/dr/tests/test_dr.py::test_restore - AssertionError: restore took too long",
+            "CRITICAL Ansible return code was 2",
+        ]
+        + ["ok"] * 50
+    )
+    digest = bench.failure_digest(log)
+    assert digest[0].startswith("fatal: [dr-a]: FAILED!")
+    assert len(digest[0]) == bench.DIGEST_WIDTH
+    assert digest[1].startswith("FAILED molecule/dr/tests/test_dr.py::test_restore")
+    assert digest[2] == "CRITICAL Ansible return code was 2"
+    assert digest[3] == "E   AssertionError: restore took too long"
+    assert len(digest) <= bench.DIGEST_LINES
+
+
+def test_a_failed_scenario_with_no_recognised_line_shows_its_log_end():
+    log = "\n".join(f"line {i}" for i in range(20))
+    assert bench.failure_digest(log) == [f"line {i}" for i in range(14, 20)]

@@ -5,7 +5,8 @@
 Scenarios start in the order given (longest first is best), at most ``--jobs`` at a time, and a scenario starts
 beside the running ones only while the vCPUs of all their QEMU machines stay within this machine's cores and
 their memory within what it has free (light machines are native processes: they take memory, not a vCPU).
-Each writes ``artifacts/bench/<scenario>.log``; a failed one has its log's end printed. After each,
+Each writes ``artifacts/bench/<scenario>.log``; a failed one has its log's end printed, and after the table a few
+lines saying why (CI keeps only the end of what a run printed). After each,
 ``ironserve lab leftovers`` must find nothing of its lab. The run ends with a table of per-scenario times and
 exits 1 if any scenario failed or left something behind.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import time
@@ -39,6 +41,12 @@ CONTROLLER_RESERVE_MB = 3072
 PROGRESS_SECONDS = 60
 FAILED_LOG_TAIL_LINES = 150
 FAILED_CONSOLE_TAIL_LINES = 40
+# CI keeps only the last lines of what a run printed: each failed scenario gets a few lines naming why, after the table.
+DIGEST_LINES = 6
+DIGEST_WIDTH = 200
+# pytest's summary lines, Ansible's failed tasks, Molecule's own errors, then pytest's first assertion lines.
+DIGEST_FIRST = re.compile(r"^(FAILED|ERROR) |fatal: \[|CRITICAL ")
+DIGEST_THEN = re.compile(r"^E {3}")
 
 
 @dataclass(frozen=True)
@@ -162,6 +170,15 @@ def _finish(job: Running) -> Outcome:
     return outcome
 
 
+def failure_digest(log: str) -> list[str]:
+    """The few lines of a failed scenario's log that say why, shortened to fit what CI keeps of a run."""
+    lines = log.splitlines()
+    first = [line for line in lines if DIGEST_FIRST.search(line)]
+    then = [line for line in lines if DIGEST_THEN.match(line)]
+    picked = list(dict.fromkeys(first + then))[:DIGEST_LINES] or lines[-DIGEST_LINES:]
+    return [line.strip()[:DIGEST_WIDTH] for line in picked]
+
+
 def table(outcomes: list[Outcome], wall: float) -> str:
     rows = ["| scenario | result | seconds |", "|---|---|---|"]
     for o in outcomes:
@@ -208,6 +225,10 @@ def run(scenarios: list[str], jobs: int, strategy: str) -> int:
             print(f"bench: {last_progress - started:.0f} s; running {now}; waiting {len(waiting)}", flush=True)
         time.sleep(2)
     print(table(outcomes, time.monotonic() - started), flush=True)
+    for outcome in outcomes:
+        if not outcome.passed:
+            why = failure_digest((LOGS / f"{outcome.name}.log").read_text(errors="replace"))
+            print(f"bench: why {outcome.name} failed:", *why, sep="\n  ", flush=True)
     return 0 if all(o.passed and not o.leftovers for o in outcomes) else 1
 
 
