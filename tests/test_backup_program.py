@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -53,7 +55,8 @@ def site(tmp_path, restic):
     )
     (config / "excludes").write_text(f"{data / 'etc-ironserve'}/*.tmp\n")
     env = {
-        "PATH": f"{restic.parent}:{os.environ['PATH']}",
+        # bin: where a test may put a wrapper in front of restic.
+        "PATH": f"{tmp_path / 'bin'}:{restic.parent}:{os.environ['PATH']}",
         "IRONSERVE_BACKUP_CONFIG_DIR": str(config),
         "IRONSERVE_BACKUP_STATE_DIR": str(tmp_path / "state"),
         "IRONSERVE_BACKUP_LOCK_DIR": str(tmp_path),
@@ -108,6 +111,29 @@ def test_a_backup_its_metrics_its_plan_and_a_restore(site):
     key = target / str(data / "etc-ironserve" / "inference" / "api-key.env").lstrip("/")
     assert key.read_text() == "IRONSERVE_API_KEY=is-secret\n"
     assert not (target / str(data / "models").lstrip("/")).exists()
+
+
+def test_the_newest_snapshots_time_is_its_start_not_when_the_backup_ended(site, restic):
+    """A file written while a backup runs is not in its snapshot: the metric must not claim a later time."""
+    program, folder, _ = site
+    program("init", "cold")
+    (folder / "bin").mkdir()
+    wrapper = folder / "bin" / "restic"
+    wrapper.write_text(f'#!/bin/sh\n{restic} "$@"; rc=$?\n[ "$1" = backup ] && sleep 2\nexit $rc\n')
+    wrapper.chmod(0o755)
+    assert program("run", "cold").returncode == 0
+    listed = subprocess.run(
+        [str(restic), "-r", str(folder / "repositories" / "gpu01"), "snapshots", "--json", "--latest", "1"],
+        env={"RESTIC_PASSWORD_FILE": str(folder / "config" / "password"), "RESTIC_CACHE_DIR": str(folder / "cache")},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    # restic writes nanoseconds and the local offset; Python's parser takes neither the nanoseconds nor "Z".
+    stamped = datetime.fromisoformat(re.sub(r"\.\d+", "", json.loads(listed.stdout)[0]["time"]).replace("Z", "+00:00"))
+    metrics = _metrics(folder)
+    assert metrics["ironserve_backup_last_success_timestamp_seconds"] <= stamped.timestamp()
+    assert metrics["ironserve_backup_last_run_timestamp_seconds"] >= stamped.timestamp() + 2
 
 
 def test_no_snapshot_of_a_host_is_a_plan_without_one(site):
