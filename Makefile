@@ -14,6 +14,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SCENARIOS ?= network light gpu-stack inference storage probe frontend monitoring dr
 BENCH_JOBS ?= 2
 BENCH_STRATEGY ?= mitogen
+BENCH_VCPUS_PER_CORE ?= 1
 # storage and dr came back into the suite on 2026-12-07, when the bench stopped running on one core of two
 # (Mitogen's CPU pinning, docs/bench.md): every scenario in one make test then took 4955 s here. Outside it: the
 # NVIDIA DKMS build under TCG (about 30 minutes) and an engine spanning two QEMU machines (554 s in that run, which
@@ -61,7 +62,8 @@ unit: setup
 	$(BIN)/pytest tests
 
 molecule: setup
-	$(BIN)/python tests/bench/run_scenarios.py --jobs $(BENCH_JOBS) --strategy $(BENCH_STRATEGY) $(SCENARIOS)
+	$(BIN)/python tests/bench/run_scenarios.py --jobs $(BENCH_JOBS) --strategy $(BENCH_STRATEGY) \
+		--vcpus-per-core $(BENCH_VCPUS_PER_CORE) $(SCENARIOS)
 
 # The suite's one golden image: built from the lab's base image and bundle, checked, booted on its own.
 golden-image: setup

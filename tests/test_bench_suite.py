@@ -20,6 +20,8 @@ def test_a_scenario_starts_beside_another_only_while_cores_and_memory_allow():
     assert bench.fits(Needs(cpus=64, memory_mb=10**6), [], cores=2, free_mb=1000, jobs=2)  # alone: always
     assert bench.fits(one, [one], cores=4, free_mb=20000, jobs=2)
     assert not bench.fits(one, [one], cores=2, free_mb=20000, jobs=2)  # TCG vCPUs beyond the cores
+    assert bench.fits(one, [one], cores=2, free_mb=20000, jobs=2, vcpus_per_core=2)
+    assert not bench.fits(one, [one, one], cores=2, free_mb=20000, jobs=3, vcpus_per_core=2)
     assert bench.fits(Needs(cpus=0, memory_mb=1024), [one], cores=2, free_mb=20000, jobs=2)
     assert not bench.fits(one, [one], cores=4, free_mb=20000, jobs=1)
     assert not bench.fits(Needs(cpus=4, memory_mb=2048), [one], cores=2, free_mb=20000, jobs=2)

@@ -82,7 +82,9 @@ def scenario_needs(name: str, molecule_dir: Path = MOLECULE) -> Needs:
     )
 
 
-def fits(candidate: Needs, running: list[Needs], cores: int, free_mb: int, jobs: int) -> bool:
+def fits(
+    candidate: Needs, running: list[Needs], cores: int, free_mb: int, jobs: int, vcpus_per_core: int = CPU_OVERCOMMIT
+) -> bool:
     """Whether ``candidate`` may start beside ``running``. Alone, a scenario always starts (it must run somehow)."""
     if not running:
         return True
@@ -90,14 +92,20 @@ def fits(candidate: Needs, running: list[Needs], cores: int, free_mb: int, jobs:
         return False
     cpus = candidate.cpus + sum(n.cpus for n in running)
     memory = candidate.memory_mb + sum(n.memory_mb for n in running)
-    return cpus <= CPU_OVERCOMMIT * cores and memory <= free_mb - CONTROLLER_RESERVE_MB
+    return cpus <= vcpus_per_core * cores and memory <= free_mb - CONTROLLER_RESERVE_MB
 
 
 def next_to_start(
-    waiting: list[str], needs: dict[str, Needs], running: list[Needs], cores: int, free_mb: int, jobs: int
+    waiting: list[str],
+    needs: dict[str, Needs],
+    running: list[Needs],
+    cores: int,
+    free_mb: int,
+    jobs: int,
+    vcpus_per_core: int = CPU_OVERCOMMIT,
 ):
     """The first waiting scenario, in the given order, that fits now; None if none does."""
-    return next((name for name in waiting if fits(needs[name], running, cores, free_mb, jobs)), None)
+    return next((name for name in waiting if fits(needs[name], running, cores, free_mb, jobs, vcpus_per_core)), None)
 
 
 def free_memory_mb() -> int:
@@ -194,7 +202,7 @@ def table(outcomes: list[Outcome], wall: float) -> str:
     return "\n".join(rows)
 
 
-def run(scenarios: list[str], jobs: int, strategy: str) -> int:
+def run(scenarios: list[str], jobs: int, strategy: str, vcpus_per_core: int = CPU_OVERCOMMIT) -> int:
     needs = {name: scenario_needs(name) for name in scenarios}
     cores = os.cpu_count() or 1
     env = {
@@ -205,7 +213,9 @@ def run(scenarios: list[str], jobs: int, strategy: str) -> int:
         "COLUMNS": "160",
     }
     print(
-        f"bench: {len(scenarios)} scenarios, up to {jobs} at a time on {cores} cores, strategy {strategy}", flush=True
+        f"bench: {len(scenarios)} scenarios, up to {jobs} at a time on {cores} cores "
+        f"({vcpus_per_core} QEMU vCPUs per core at most), strategy {strategy}",
+        flush=True,
     )
     waiting, running, outcomes = list(scenarios), [], []
     started = last_progress = time.monotonic()
@@ -214,7 +224,9 @@ def run(scenarios: list[str], jobs: int, strategy: str) -> int:
             running.remove(job)
             outcomes.append(_finish(job))
         while waiting:
-            name = next_to_start(waiting, needs, [j.needs for j in running], cores, free_memory_mb(), jobs)
+            name = next_to_start(
+                waiting, needs, [j.needs for j in running], cores, free_memory_mb(), jobs, vcpus_per_core
+            )
             if name is None:
                 break
             waiting.remove(name)
@@ -242,13 +254,21 @@ def main(argv: list[str] | None = None) -> int:
         default="mitogen",
         help="Ansible strategy for every converge (default: mitogen, see docs/bench.md)",
     )
+    parser.add_argument(
+        "--vcpus-per-core",
+        type=int,
+        default=CPU_OVERCOMMIT,
+        help=f"QEMU vCPUs of the running scenarios per core of this machine, at most (default: {CPU_OVERCOMMIT})",
+    )
     args = parser.parse_args(argv)
     unknown = [s for s in args.scenarios if not (MOLECULE / s / "molecule.yml").exists()]
     if unknown:
         parser.error(f"no such scenario under molecule/: {', '.join(unknown)}")
     if args.jobs < 1:
         parser.error("--jobs must be at least 1")
-    return run(args.scenarios, args.jobs, args.strategy)
+    if args.vcpus_per_core < 1:
+        parser.error("--vcpus-per-core must be at least 1")
+    return run(args.scenarios, args.jobs, args.strategy, args.vcpus_per_core)
 
 
 if __name__ == "__main__":
