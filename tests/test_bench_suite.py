@@ -48,7 +48,9 @@ def test_what_a_play_starts_under_the_bench_strategy_may_run_on_every_cpu():
 def test_a_failed_scenario_is_summed_up_in_a_few_short_lines():
     log = "\n".join(
         [
+            "CRITICAL 'molecule/default/molecule.yml' glob failed.  Exiting.",
             "PLAY [Converge] ***",
+            "FAILED - RETRYING: [dr-a]: Wait until ready (150 retries left).",
             'fatal: [dr-a]: FAILED! => {"changed": false, "msg": "' + "x" * 400 + '"}',
             "E   AssertionError: restore took too long",
             "E   assert 301.0 < 300",
