@@ -11,15 +11,14 @@ APT_PACKAGES := qemu-system-x86 qemu-utils mmdebstrap apt-utils gnupg iproute2 o
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Longest first: the bench runner starts them in this order, two at a time where cores and memory allow; the light
 # scenarios (light, frontend, monitoring, dr) run beside the QEMU ones.
-SCENARIOS ?= network light gpu-stack inference storage probe frontend monitoring dr
+SCENARIOS ?= network light gpu-stack inference storage inference-nodes probe frontend monitoring dr
 BENCH_JOBS ?= 2
 BENCH_STRATEGY ?= mitogen
+# QEMU vCPUs per core: 2 lets two QEMU scenarios run side by side on 2 cores. Tried on 2026-12-07 with every scenario:
+# TCG guests beside each other mostly slowed each other down (docs/bench.md), so one by one stays the default.
 BENCH_VCPUS_PER_CORE ?= 1
-# storage and dr came back into the suite on 2026-12-07, when the bench stopped running on one core of two
-# (Mitogen's CPU pinning, docs/bench.md): every scenario in one make test then took 4955 s here. Outside it: the
-# NVIDIA DKMS build under TCG (about 30 minutes) and an engine spanning two QEMU machines (554 s in that run, which
-# would bring the suite past 75 minutes).
-SLOW_SCENARIOS := gpu-dkms inference-nodes
+# Outside the suite: the NVIDIA DKMS build under TCG, 30 minutes alone and over an hour beside another QEMU scenario.
+SLOW_SCENARIOS := gpu-dkms
 
 .PHONY: help setup apt-deps lint unit molecule golden-image test test-slow bench demo demo-again demo-down clean
 
