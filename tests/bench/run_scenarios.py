@@ -46,7 +46,9 @@ DIGEST_LINES = 6
 DIGEST_WIDTH = 200
 # pytest's summary lines, Ansible's failed tasks, Molecule's own errors, then pytest's first assertion lines.
 # (Not Ansible's retries, "FAILED - RETRYING", nor Molecule's "glob failed" about a default scenario we do not have.)
-DIGEST_FIRST = re.compile(r"^(FAILED|ERROR) (?![- ])|^\[ERROR\]: |^Origin: |fatal: \[|failed: \[|CRITICAL (?!.*glob failed)")
+DIGEST_FIRST = re.compile(
+    r"^(FAILED|ERROR) (?![- ])|^\[ERROR\]: |^Origin: |fatal: \[|failed: \[|CRITICAL (?!.*glob failed)"
+)
 DIGEST_THEN = re.compile(r"^E {3}")
 
 
