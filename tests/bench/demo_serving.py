@@ -17,6 +17,7 @@ import json
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -32,6 +33,7 @@ import docker_archive  # noqa: E402 - the fixture's folder is not a package
 LAB = "demo"
 THROUGH = "gpu-a"
 LOCAL_PORT = 8443
+SHOW_TIMEOUT_SECONDS = 60
 MODEL = Path("demo-models/standin-model/rev1")
 # Where the front door's role writes the site CA for clients: the run's artifacts (ironserve.run.artifacts_dir).
 CA = run.artifacts_dir() / "frontend" / "ca.crt"
@@ -89,9 +91,19 @@ def show() -> int:
     port = int(variables.get("service_frontend_port", 443))
     lab.forward(LAB, THROUGH, LOCAL_PORT, f"{address}:{port}")  # kept when it already runs
     line = curl_line(address, port)
-    answer = subprocess.run(["bash", "-c", line], cwd=REPO, capture_output=True, text=True, timeout=60)
+    # A forward just started may accept before its far end is connected (measured: curl's "Recv failure: Connection
+    # reset by peer" at once after make demo, an answer on the next try): asked again until it answers or a minute.
+    deadline = time.monotonic() + SHOW_TIMEOUT_SECONDS
+    while True:
+        answer = subprocess.run(["bash", "-c", line], cwd=REPO, capture_output=True, text=True, timeout=60)
+        if answer.returncode == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(2)
     if answer.returncode != 0:
-        print(f"the front door did not answer: {answer.stdout}{answer.stderr}", file=sys.stderr)
+        print(
+            f"the front door did not answer within {SHOW_TIMEOUT_SECONDS} s: {answer.stdout}{answer.stderr}",
+            file=sys.stderr,
+        )
         return 1
     completion = json.loads(answer.stdout)
     text = completion["choices"][0]["text"]
