@@ -34,7 +34,8 @@ LOGS = REPO / "artifacts" / "bench"
 # cores only slow each other down. So QEMU vCPUs never exceed the cores; light machines run beside anything.
 # That trial ran with Mitogen's CPU pinning (everything on one core; docs/bench.md). Without it, storage with probe
 # beside it took 766 s against 756 alone, probe 332 against 244: 769 s of wall time against 1000 one after the
-# other. The rule stands until a whole suite has passed with QEMU scenarios side by side.
+# other. A whole suite with two vCPUs per core (2026-12-07): each QEMU scenario 1.3-1.8x slower than alone, the wall
+# time no shorter (docs/bench.md), so the rule stands; --vcpus-per-core changes it for one run.
 CPU_OVERCOMMIT = 1
 # What the controller itself needs beside the guests: Ansible, Molecule, testinfra, the bundle servers.
 CONTROLLER_RESERVE_MB = 3072
