@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -100,4 +101,98 @@ def test_a_host_without_an_initramfs_is_told_so(host, tmp_path):
     empty.mkdir()
     with pytest.raises(AssertionError) as failed:
         _module(empty, conf)
+    assert f"No initramfs in {empty}" in str(failed.value)
+
+
+def _requests_module(boot: Path, requests: Path, *args: str, check: bool = False) -> dict:
+    options = " ".join((f"boot_dir={boot}", f"requests_file={requests}", *args))
+    local = ("-c", "local", "-e", "ansible_python_interpreter=python3", *(["--check"] if check else []))
+    return ansible_module("localhost,", "localhost", "ironserve_initramfs", options, *local, timeout=120)["localhost"]
+
+
+def test_the_deferral_writes_the_recorder_and_its_apt_configuration_once(tmp_path):
+    deferral = tmp_path / "deferral"
+    requests = tmp_path / "state" / "requests"
+    args = (f"state=deferral deferral_dir={deferral}",)
+    first = _requests_module(tmp_path, requests, *args)
+    assert first["changed"] is True
+    assert first["apt_config"] == str(deferral / "apt.conf")
+    recorder = deferral / "bin" / "update-initramfs"
+    assert recorder.stat().st_mode & 0o777 == 0o755
+    assert f'DPkg::Path "{deferral}/bin:/usr/sbin:/usr/bin:/sbin:/bin";' in (deferral / "apt.conf").read_text()
+    assert _requests_module(tmp_path, requests, *args)["changed"] is False
+    recorder.chmod(0o644)
+    assert _requests_module(tmp_path, requests, *args)["changed"] is True
+    assert recorder.stat().st_mode & 0o777 == 0o755
+
+
+def test_the_deferral_in_check_mode_writes_nothing(tmp_path):
+    deferral = tmp_path / "deferral"
+    options = f"state=deferral deferral_dir={deferral} requests_file={tmp_path / 'requests'}"
+    local = ("-c", "local", "-e", "ansible_python_interpreter=python3", "--check")
+    result = ansible_module("localhost,", "localhost", "ironserve_initramfs", options, *local, timeout=120)
+    assert result["localhost"]["changed"] is True
+    assert not deferral.exists()
+
+
+def _write_recorder(tmp_path: Path) -> tuple[Path, Path, Path]:
+    requests = tmp_path / "state" / "requests"
+    real = tmp_path / "real-update-initramfs"
+    real.write_text('#!/bin/sh\necho "real: $*"\n')
+    real.chmod(0o755)
+    for path, (content, mode) in initramfs.deferral_files(str(tmp_path / "d"), str(requests), str(real)).items():
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(content)
+        Path(path).chmod(mode)
+    return tmp_path / "d" / "bin" / "update-initramfs", requests, real
+
+
+def test_the_recorder_records_a_packages_update_and_passes_everything_else_on(tmp_path):
+    recorder, requests, _ = _write_recorder(tmp_path)
+    env = {"PATH": "/usr/bin:/bin"}
+    # What mdadm's postinst runs, then initramfs-tools' trigger (dpkg empties DPKG_MAINTSCRIPT_PACKAGE for it).
+    for package in ("mdadm", "xfsprogs", "mdadm", ""):
+        done = subprocess.run(
+            [recorder, "-u"],
+            env={**env, "DPKG_MAINTSCRIPT_PACKAGE": package},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert "deferred by ironserve" in done.stdout
+    assert initramfs.requested_by(str(requests)) == ["mdadm", "xfsprogs", "initramfs-tools"]
+    # A kernel's install creates its initramfs (-c), and an explicit version is the caller's choice: both real.
+    for args in (["-c", "-k", "6.12.118+deb13-amd64"], ["-u", "-k", "all"]):
+        done = subprocess.run([recorder, *args], env=env, capture_output=True, text=True, check=True)
+        assert done.stdout == f"real: {' '.join(args)}\n"
+    assert initramfs.requested_by(str(requests)) == ["mdadm", "xfsprogs", "initramfs-tools"]
+
+
+def test_recorded_requests_make_one_rebuild_and_are_then_cleared(host, tmp_path):
+    boot, _ = host
+    requests = tmp_path / "requests"
+    requests.write_text("mdadm\nxfsprogs\nmdadm\n")
+    checked = _requests_module(boot, requests, check=True)
+    assert checked["changed"] is True
+    assert checked["requested_by"] == ["mdadm", "xfsprogs"]
+    assert requests.exists()
+    assert not (boot / "rebuilds").exists()
+    made = _requests_module(boot, requests)
+    assert made["changed"] is True
+    assert made["requested_by"] == ["mdadm", "xfsprogs"]
+    assert not requests.exists()
+    again = _requests_module(boot, requests)
+    assert again["changed"] is False
+    assert again["requested_by"] == []
+    assert (boot / "rebuilds").read_text() == "6.12.118+deb13-amd64\n"
+
+
+def test_a_host_without_an_initramfs_is_left_alone_unless_something_asked_for_one(tmp_path):
+    empty = tmp_path / "empty-boot"
+    empty.mkdir()
+    requests = tmp_path / "requests"
+    assert _requests_module(empty, requests)["changed"] is False
+    requests.write_text("mdadm\n")
+    with pytest.raises(AssertionError) as failed:
+        _requests_module(empty, requests)
     assert f"No initramfs in {empty}" in str(failed.value)

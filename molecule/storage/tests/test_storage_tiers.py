@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from apt_logs import initramfs_updates_installing
 from lab_ansible import ansible_module, ansible_playbook, role_playbook
 from testinfra.utils.ansible_runner import AnsibleRunner
 
@@ -95,6 +96,26 @@ def test_array_lines_in_mdadm_conf_match_the_arrays(host):
 
 
 # Warm tier
+
+
+def test_the_initramfs_was_rebuilt_once_for_the_tools_and_mdadm_conf_together(host):
+    # Without the deferral the tools' transaction rebuilt it (mdadm and xfsprogs asked), then the role for mdadm.conf.
+    updates = initramfs_updates_installing(host.file("/var/log/apt/term.log").content_string, "mdadm")
+    assert updates is not None
+    assert updates.built == 0, updates
+    assert updates.deferred > 0, updates
+    assert not host.file("/var/lib/ironserve/initramfs-requests").exists
+    kernel = host.check_output("uname -r")
+    listing = host.check_output(f"lsinitramfs /boot/initrd.img-{kernel}").split()
+    assert "usr/sbin/mdadm" in listing
+    arrays = host.check_output("grep ^ARRAY /etc/mdadm/mdadm.conf")
+    held = host.check_output(
+        f"unmkinitramfs /boot/initrd.img-{kernel} /tmp/initrd-check >/dev/null && "
+        "cat /tmp/initrd-check/main/etc/mdadm/mdadm.conf /tmp/initrd-check/etc/mdadm/mdadm.conf "
+        "2>/dev/null; rm -rf /tmp/initrd-check"
+    )
+    for line in arrays.splitlines():
+        assert line in held
 
 
 def test_warm_tier_is_lvm_on_a_raid1_of_the_free_rotational_disks(host):
