@@ -88,8 +88,10 @@ stale:
   type: list
   elements: str
 requested_by:
-  description: The packages whose recorded request for an update this call made.
-  returned: state=current
+  description: >-
+    The packages whose recorded request for an update this call made (state=current), or that are recorded and
+    not made yet (state=deferral: left by a run that stopped before its rebuild).
+  returned: always
   type: list
   elements: str
 """
@@ -127,7 +129,8 @@ def _write_deferral(module: AnsibleModule) -> None:
             os.chmod(partial, mode)
             os.replace(partial, path)
     apt_config = next(path for path in files if path.endswith("apt.conf"))
-    module.exit_json(changed=changed, apt_config=apt_config)
+    # Left by a run that stopped between a deferred install and its rebuild: the caller notifies the rebuild for them.
+    module.exit_json(changed=changed, apt_config=apt_config, requested_by=requested_by(module.params["requests_file"]))
 
 
 def _make_current(module: AnsibleModule) -> None:
