@@ -71,3 +71,27 @@ def test_a_failed_scenario_is_summed_up_in_a_few_short_lines():
 def test_a_failed_scenario_with_no_recognised_line_shows_its_log_end():
     log = "\n".join(f"line {i}" for i in range(20))
     assert bench.failure_digest(log) == [f"line {i}" for i in range(14, 20)]
+
+
+def test_a_scenario_runs_once_more_only_after_a_guest_kernel_panic(tmp_path):
+    (tmp_path / "storage-a.log").write_text(
+        "[  115.9] RIP: 0010:__set_next_task_fair\n[  115.9] Kernel panic - not syncing: Fatal exception in interrupt\n"
+    )
+    (tmp_path / "storage-b.log").write_text("[    2.1] systemd[1]: Reached target multi-user.target\n")
+    assert bench.panicked_machines(tmp_path) == ["storage-a"]
+    panicked = bench.Outcome("storage", 450, False, panicked=["storage-a"])
+    assert bench.run_again_after_panic(panicked, set())
+    # Once only, and never for a failed check or a pass.
+    assert not bench.run_again_after_panic(panicked, {"storage"})
+    assert not bench.run_again_after_panic(bench.Outcome("storage", 450, False), set())
+    assert not bench.run_again_after_panic(bench.Outcome("storage", 450, True, panicked=["storage-a"]), set())
+
+
+def test_the_table_reports_a_run_again_and_counts_only_the_last_run():
+    first = bench.Outcome("storage", 456, False, panicked=["storage-a"], ran_again=True)
+    rows = bench.table(
+        [first, bench.Outcome("storage", 700, True), bench.Outcome("probe", 230, False)], 1400
+    ).splitlines()
+    assert rows[2] == "| storage | guest kernel panic on storage-a, ran again | 456 |"
+    assert rows[3] == "| storage | passed | 700 |"
+    assert rows[-1] == "| all, side by side | 1 of 2 | 1400 (scenarios together 1386) |"
