@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from ironserve_target.initramfs import REQUESTS_FILE
+
 BUILT = "update-initramfs: Generating "
 DEFERRED = "update-initramfs: deferred by ironserve"
 
@@ -42,3 +44,15 @@ def initramfs_updates_installing(term_log: str, package: str) -> InitramfsUpdate
                 sum(line.startswith(BUILT) for line in lines), sum(line.startswith(DEFERRED) for line in lines)
             )
     return None
+
+
+def check_initramfs_deferred(host, package: str) -> str:
+    """On a converged machine (a testinfra host): the transaction that first unpacked ``package`` made no initramfs
+    rebuild and deferred at least one, and no request is left unmade. Returns the kernel's initramfs, for the
+    caller to read what it must hold."""
+    updates = initramfs_updates_installing(host.file("/var/log/apt/term.log").content_string, package)
+    assert updates is not None, f"no apt transaction unpacked {package}"
+    assert updates.built == 0, updates
+    assert updates.deferred > 0, updates
+    assert not host.file(REQUESTS_FILE).exists, host.file(REQUESTS_FILE).content_string
+    return f"/boot/initrd.img-{host.check_output('uname -r')}"

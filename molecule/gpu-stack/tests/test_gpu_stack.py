@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 
-from apt_logs import initramfs_updates_installing
+from apt_logs import check_initramfs_deferred
 from lab_ansible import ansible_playbook, role_playbook
 from testinfra.utils.ansible_runner import AnsibleRunner
 
@@ -86,16 +86,10 @@ def test_nouveau_is_blacklisted_also_in_the_initramfs(host):
 def test_the_drivers_install_left_the_initramfs_to_one_rebuild_after_it(host):
     # Without the deferral its one apt transaction rebuilt the initramfs three times (dpkg ran the trigger between
     # packages); now each request is recorded there and the handler's one rebuild makes them.
-    updates = initramfs_updates_installing(host.file("/var/log/apt/term.log").content_string, "nvidia-kernel-support")
-    assert updates is not None
-    assert updates.built == 0, updates
-    assert updates.deferred > 0, updates
-    assert not host.file("/var/lib/ironserve/initramfs-requests").exists
-    kernel = host.check_output("uname -r")
-    initrd = host.file(f"/boot/initrd.img-{kernel}")
-    assert initrd.mtime > host.file("/var/lib/dpkg/info/nvidia-kernel-support.list").mtime
+    initrd = check_initramfs_deferred(host, "nvidia-kernel-support")
+    assert host.file(initrd).mtime > host.file("/var/lib/dpkg/info/nvidia-kernel-support.list").mtime
     # What the packages asked the initramfs to hold is in it: the driver's own nouveau blacklist.
-    listing = host.check_output(f"lsinitramfs /boot/initrd.img-{kernel}").split()
+    listing = host.check_output(f"lsinitramfs {initrd}").split()
     assert "etc/modprobe.d/nvidia-blacklists-nouveau.conf" in listing
 
 
