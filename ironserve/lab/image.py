@@ -135,8 +135,9 @@ def _customise(root: Path) -> None:
     (root / "etc/fstab").write_text("/dev/vda / ext4 defaults,noatime 0 1\n")
     # Lab machines boot the image's own kernel and initrd (direct kernel boot), never the initramfs a role
     # rebuilds in /boot, so only the rebuild's cost matters here: with the modules this machine needs rather
-    # than most of the kernel's, one rebuild under TCG took 58 s instead of 121 s (measured; the GPU stage's
-    # driver install rebuilds it three times). Written after mmdebstrap: the image's own initrd keeps them all.
+    # than most of the kernel's, one rebuild under TCG took 58 s instead of 121 s (measured; the GPU and storage
+    # stages now rebuild it once each, library/ironserve_initramfs.py). Written after mmdebstrap: the image's own
+    # initrd keeps them all.
     conf = root / LAB_INITRAMFS_CONF.lstrip("/")
     conf.parent.mkdir(parents=True, exist_ok=True)
     conf.write_text("# ironserve lab: see ironserve/lab/image.py\nMODULES=dep\n")
