@@ -146,9 +146,9 @@ def _make_current(module: AnsibleModule) -> None:
         )
     kernel, initrd = found
     stale = stale_inputs(initrd, module.params["must_contain"])
-    result = {"changed": bool(stale or requests), "initrd": initrd, "kernel": kernel, "stale": stale}
-    result["requested_by"] = requests
-    if result["changed"] and not module.check_mode:
+    changed = bool(stale or requests)
+    result = {"changed": changed, "initrd": initrd, "kernel": kernel, "stale": stale, "requested_by": requests}
+    if changed and not module.check_mode:
         module.run_command(["update-initramfs", "-u", "-k", kernel], check_rc=True)
         if requests:
             os.remove(module.params["requests_file"])

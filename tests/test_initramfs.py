@@ -65,16 +65,23 @@ def test_only_files_written_after_the_initramfs_make_it_stale(host):
     assert initramfs.stale_inputs(str(initrd), [str(conf)]) == []
 
 
-def _module(boot: Path, conf: Path, *options: str) -> dict:
-    args = f"must_contain={conf} boot_dir={boot}"
-    local = ("-c", "local", "-e", "ansible_python_interpreter=python3", *options)
-    return ansible_module("localhost,", "localhost", "ironserve_initramfs", args, *local, timeout=120)["localhost"]
+def _run(*args: str, check: bool = False) -> dict:
+    """ironserve_initramfs on this machine with these module arguments (key=value each)."""
+    local = ("-c", "local", "-e", "ansible_python_interpreter=python3", *(["--check"] if check else []))
+    return ansible_module("localhost,", "localhost", "ironserve_initramfs", " ".join(args), *local, timeout=120)[
+        "localhost"
+    ]
+
+
+def _module(boot: Path, conf: Path, check: bool = False) -> dict:
+    # Requests in the test's own folder, never this machine's /var/lib/ironserve.
+    return _run(f"must_contain={conf}", f"boot_dir={boot}", f"requests_file={boot.parent / 'requests'}", check=check)
 
 
 def test_the_module_rebuilds_once_then_finds_it_current(host):
     boot, conf = host
     _age(boot / "initrd.img-6.12.118+deb13-amd64", 60)
-    checked = _module(boot, conf, "--check")
+    checked = _module(boot, conf, check=True)
     assert checked["changed"] is True
     assert checked["stale"] == [str(conf)]
     assert not (boot / "rebuilds").exists()
@@ -105,9 +112,7 @@ def test_a_host_without_an_initramfs_is_told_so(host, tmp_path):
 
 
 def _requests_module(boot: Path, requests: Path, *args: str, check: bool = False) -> dict:
-    options = " ".join((f"boot_dir={boot}", f"requests_file={requests}", *args))
-    local = ("-c", "local", "-e", "ansible_python_interpreter=python3", *(["--check"] if check else []))
-    return ansible_module("localhost,", "localhost", "ironserve_initramfs", options, *local, timeout=120)["localhost"]
+    return _run(f"boot_dir={boot}", f"requests_file={requests}", *args, check=check)
 
 
 def test_the_deferral_writes_the_recorder_and_its_apt_configuration_once(tmp_path):
@@ -134,10 +139,8 @@ def test_the_deferral_writes_the_recorder_and_its_apt_configuration_once(tmp_pat
 
 def test_the_deferral_in_check_mode_writes_nothing(tmp_path):
     deferral = tmp_path / "deferral"
-    options = f"state=deferral deferral_dir={deferral} requests_file={tmp_path / 'requests'}"
-    local = ("-c", "local", "-e", "ansible_python_interpreter=python3", "--check")
-    result = ansible_module("localhost,", "localhost", "ironserve_initramfs", options, *local, timeout=120)
-    assert result["localhost"]["changed"] is True
+    result = _requests_module(tmp_path, tmp_path / "requests", f"state=deferral deferral_dir={deferral}", check=True)
+    assert result["changed"] is True
     assert not deferral.exists()
 
 

@@ -87,6 +87,11 @@ def panicked_machines(consoles: Path) -> list[str]:
     return [log.stem for log in sorted(consoles.glob("*.log")) if KERNEL_PANIC in log.read_text(errors="replace")]
 
 
+def last_runs(outcomes: list[Outcome]) -> list[Outcome]:
+    """The runs that decide: not those run once more."""
+    return [o for o in outcomes if not o.ran_again]
+
+
 def run_again_after_panic(outcome: Outcome, already_ran_again: set[str]) -> bool:
     """A scenario that failed because a guest kernel panicked runs once more; a second panic, or a failure with no
     panic, is a failure. Under TCG a guest kernel panicked in the middle of a storage converge while loading md_mod
@@ -227,7 +232,7 @@ def table(outcomes: list[Outcome], wall: float) -> str:
             result += f", {len(o.leftovers)} left behind"
         rows.append(f"| {o.name} | {result} | {o.seconds:.0f} |")
     total = sum(o.seconds for o in outcomes)
-    final = [o for o in outcomes if not o.ran_again]
+    final = last_runs(outcomes)
     rows.append(
         f"| all, side by side | {sum(o.passed and not o.leftovers for o in final)} of {len(final)} | "
         f"{wall:.0f} (scenarios together {total:.0f}) |"
@@ -251,16 +256,14 @@ def run(scenarios: list[str], jobs: int, strategy: str, vcpus_per_core: int = CP
         flush=True,
     )
     waiting, running, outcomes = list(scenarios), [], []
-    ran_again: set[str] = set()
     started = last_progress = time.monotonic()
     while waiting or running:
         for job in [j for j in running if j.process.poll() is not None]:
             running.remove(job)
             outcome = _finish(job)
             outcomes.append(outcome)
-            if run_again_after_panic(outcome, ran_again):
+            if run_again_after_panic(outcome, {o.name for o in outcomes if o.ran_again}):
                 outcome.ran_again = True
-                ran_again.add(outcome.name)
                 waiting.insert(0, outcome.name)
                 print(f"bench: {outcome.name} runs once more: a guest kernel panicked, not a check", flush=True)
         while waiting:
@@ -277,10 +280,8 @@ def run(scenarios: list[str], jobs: int, strategy: str, vcpus_per_core: int = CP
             print(f"bench: {last_progress - started:.0f} s; running {now}; waiting {len(waiting)}", flush=True)
         time.sleep(2)
     print(table(outcomes, time.monotonic() - started), flush=True)
-    final = [o for o in outcomes if not o.ran_again]
-    for outcome in outcomes:
-        if outcome.ran_again:
-            print(f"bench: {outcome.name} ran again: the kernel of {', '.join(outcome.panicked)} panicked", flush=True)
+    # A run that was run once more is in the table with its reason; only the last runs decide.
+    final = last_runs(outcomes)
     for outcome in final:
         if not outcome.passed:
             why = failure_digest((LOGS / f"{outcome.name}.log").read_text(errors="replace"))
