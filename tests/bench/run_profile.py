@@ -43,7 +43,8 @@ def stage_profile(folder: Path) -> tuple[dict[str, float], list[tuple[float, str
             continue
         data = event.get("event_data", {})
         seconds = float(data.get("duration") or 0.0)
-        kind = kind_of(data.get("task_action", ""), data.get("task", ""))
+        # resolved_action is the full name ("gather_facts": "ansible.builtin.gather_facts"); older events lack it.
+        kind = kind_of(data.get("resolved_action") or data.get("task_action", ""), data.get("task", ""))
         per_host[data.get("host", "?")][kind] += seconds
         tasks.append((seconds, data.get("host", "?"), data.get("task", "")))
     slowest = max(per_host.values(), key=lambda kinds: sum(kinds.values()), default={})
