@@ -99,3 +99,36 @@ def test_only_the_preflight_stage_sets_the_fact_and_every_other_probe_is_registe
         prefix = f"_{folder[1]}_" if folder[0] == "roles" else f"_{folder[1].removesuffix('.yml: ' + task['name'])}_"
         assert task.get("register", "").startswith(prefix), name
     assert len(found) >= 14
+
+
+# Ansible's own facts, as the roles and filters read them: the "min" subset (os_family, kernel, distribution_release)
+# and "network" (interfaces and their addresses, default_ipv4). docs/architecture.md says why no more.
+ANSIBLE_FACT_SUBSET = ["network"]
+
+
+def test_every_play_that_gathers_ansible_facts_gathers_only_the_network_subset():
+    """The default ("all") read every mount and block device on each play: 20-48 s per stage on the demo lab under
+    TCG, 204 s in its last stage, for facts no role reads."""
+    gathering = {}
+    for path in sorted(paths.REPO_ROOT.glob("playbooks/*.yml")):
+        for play in yaml.safe_load(path.read_text()):
+            if "hosts" in play and play.get("gather_facts", True):
+                gathering[f"{path.name}: {play['name']}"] = play.get("gather_subset")
+    assert len(gathering) >= 10
+    assert {name: subset for name, subset in gathering.items() if subset != ANSIBLE_FACT_SUBSET} == {}
+
+
+def test_no_role_reads_a_fact_outside_the_gathered_subsets():
+    """The facts of the hardware and virtual subsets (mounts, devices, memory, processors, virtualization) would be
+    missing now: a role that reads one must fail this test rather than a site's run."""
+    outside = ("mounts", "devices", "memtotal_mb", "memfree_mb", "processor", "virtualization", "lvm", "product_",
+               "system_vendor", "bios_", "board_", "memory_mb", "swaptotal_mb", "uptime_seconds", "device_links")
+    readers = []
+    for path in sorted(paths.REPO_ROOT.glob("*/**/*")):
+        if path.suffix not in {".yml", ".j2", ".py"} or ".venv" in path.parts or "tests" in path.parts:
+            continue
+        text = path.read_text(errors="replace")
+        for name in outside:
+            if f"ansible_facts['{name}" in text or f"ansible_facts.{name}" in text or f"ansible_{name}" in text:
+                readers.append(f"{path.relative_to(paths.REPO_ROOT)}: {name}")
+    assert readers == []
