@@ -107,8 +107,7 @@ ANSIBLE_FACT_SUBSET = ["network"]
 
 
 def test_every_play_that_gathers_ansible_facts_gathers_only_the_network_subset():
-    """The default ("all") read every mount and block device on each play: 20-48 s per stage on the demo lab under
-    TCG, 204 s in its last stage, for facts no role reads."""
+    """The default ("all") also read every mount and block device on each play, facts no role reads."""
     gathering = {}
     for path in sorted(paths.REPO_ROOT.glob("playbooks/*.yml")):
         for play in yaml.safe_load(path.read_text()):
