@@ -120,8 +120,23 @@ def test_every_play_that_gathers_ansible_facts_gathers_only_the_network_subset()
 def test_no_role_reads_a_fact_outside_the_gathered_subsets():
     """The facts of the hardware and virtual subsets (mounts, devices, memory, processors, virtualization) would be
     missing now: a role that reads one must fail this test rather than a site's run."""
-    outside = ("mounts", "devices", "memtotal_mb", "memfree_mb", "processor", "virtualization", "lvm", "product_",
-               "system_vendor", "bios_", "board_", "memory_mb", "swaptotal_mb", "uptime_seconds", "device_links")
+    outside = (
+        "mounts",
+        "devices",
+        "memtotal_mb",
+        "memfree_mb",
+        "processor",
+        "virtualization",
+        "lvm",
+        "product_",
+        "system_vendor",
+        "bios_",
+        "board_",
+        "memory_mb",
+        "swaptotal_mb",
+        "uptime_seconds",
+        "device_links",
+    )
     readers = []
     for path in sorted(paths.REPO_ROOT.glob("*/**/*")):
         if path.suffix not in {".yml", ".j2", ".py"} or ".venv" in path.parts or "tests" in path.parts:
