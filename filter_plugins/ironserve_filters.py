@@ -12,6 +12,7 @@ from ironserve import (
     preflight,
     report,
     scaling,
+    services,
     storage,
 )
 
@@ -34,7 +35,7 @@ class FilterModule:
     ironserve_monitoring_prometheus_config, ironserve_monitoring_retention_size, ironserve_monitoring_file,
     ironserve_host_port (host:port, an IPv6 address in brackets), ironserve_monitoring_dcgm_exporter_argv.
     Scaling: ironserve_engine_slot_count, ironserve_engine_slots, ironserve_scale_serving, ironserve_scale_step,
-    ironserve_scale_textfile.
+    ironserve_scale_textfile. Services: ironserve_ran_before (a unit active before its "Run" task).
     """
 
     def filters(self):
@@ -89,4 +90,5 @@ class FilterModule:
             "ironserve_scale_serving": scaling.serving,
             "ironserve_scale_step": scaling.step,
             "ironserve_scale_textfile": scaling.textfile,
+            "ironserve_ran_before": services.ran_before,
         }
