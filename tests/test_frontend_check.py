@@ -13,9 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from role_templates import render
+from role_templates import REPO, render
 
-REPO = Path(__file__).resolve().parents[1]
 ROLE = REPO / "roles" / "service_frontend"
 STATS_HEADER = "# pxname,svname,status,weight\n"
 

@@ -3,14 +3,11 @@ by Ansible on this machine (local connection, connects nowhere), then read for t
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from role_templates import nft_check_problem, render, render_nft_table
+from role_templates import REPO, nft_check_problem, render, render_nft_table
 
 from ironserve import frontend
 
-REPO = Path(__file__).resolve().parents[1]
 ROLE = REPO / "roles" / "service_frontend"
 RECORDS = {
     "gpu01": {"url": "http://192.0.2.11:8000", "health": "http://192.0.2.11:8000/health", "serves_api": True},

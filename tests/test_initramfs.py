@@ -65,17 +65,18 @@ def test_only_files_written_after_the_initramfs_make_it_stale(host):
     assert initramfs.stale_inputs(str(initrd), [str(conf)]) == []
 
 
-def _run(*args: str, check: bool = False) -> dict:
-    """ironserve_initramfs on this machine with these module arguments (key=value each)."""
+def _requests_module(boot: Path, requests: Path, *args: str, check: bool = False) -> dict:
+    """ironserve_initramfs on this machine with these boot and requests paths and module arguments (key=value each)."""
     local = ("-c", "local", "-e", "ansible_python_interpreter=python3", *(["--check"] if check else []))
-    return ansible_module("localhost,", "localhost", "ironserve_initramfs", " ".join(args), *local, timeout=120)[
+    module_args = " ".join((f"boot_dir={boot}", f"requests_file={requests}", *args))
+    return ansible_module("localhost,", "localhost", "ironserve_initramfs", module_args, *local, timeout=120)[
         "localhost"
     ]
 
 
 def _module(boot: Path, conf: Path, check: bool = False) -> dict:
     # Requests in the test's own folder, never this machine's /var/lib/ironserve.
-    return _run(f"must_contain={conf}", f"boot_dir={boot}", f"requests_file={boot.parent / 'requests'}", check=check)
+    return _requests_module(boot, boot.parent / "requests", f"must_contain={conf}", check=check)
 
 
 def test_the_module_rebuilds_once_then_finds_it_current(host):
@@ -109,10 +110,6 @@ def test_a_host_without_an_initramfs_is_told_so(host, tmp_path):
     with pytest.raises(AssertionError) as failed:
         _module(empty, conf)
     assert f"No initramfs in {empty}" in str(failed.value)
-
-
-def _requests_module(boot: Path, requests: Path, *args: str, check: bool = False) -> dict:
-    return _run(f"boot_dir={boot}", f"requests_file={requests}", *args, check=check)
 
 
 def test_the_deferral_writes_the_recorder_and_its_apt_configuration_once(tmp_path):
