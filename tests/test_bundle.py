@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -51,12 +52,23 @@ def _make_deb(folder: Path, name: str, version: str) -> Path:
 
 
 @pytest.fixture
-def ironserve_home(tmp_path, monkeypatch):
-    """A private state folder; the gpg-agent that signing starts there is stopped afterwards."""
-    home = tmp_path / "home"
+def ironserve_home(monkeypatch):
+    """A private state folder; the gpg-agent that signing starts there is stopped afterwards. Directly in the temporary
+    folder: pytest's own folders (deeper under pytest-xdist) can be too long for gpg-agent's socket."""
+    with tempfile.TemporaryDirectory(prefix="ironserve-home-") as folder:
+        home = Path(folder)
+        monkeypatch.setenv("IRONSERVE_HOME", str(home))
+        yield home
+        subprocess.run(["gpgconf", "--homedir", str(home / "bundle-gpg"), "--kill", "all"], capture_output=True)
+
+
+def test_a_home_too_long_for_gpg_agents_socket_is_refused_naming_the_variable(tmp_path, monkeypatch):
+    home = tmp_path / ("x" * 100)
     monkeypatch.setenv("IRONSERVE_HOME", str(home))
-    yield home
-    subprocess.run(["gpgconf", "--homedir", str(home / "bundle-gpg"), "--kill", "all"], capture_output=True)
+    with pytest.raises(build.BundleError, match="IRONSERVE_HOME is too long for gpg-agent's socket") as refused:
+        build.signing_home()
+    assert "set IRONSERVE_HOME to a shorter folder" in str(refused.value)
+    assert not home.exists()
 
 
 def test_index_is_signed_and_verifies_with_the_published_key(tmp_path, ironserve_home):

@@ -165,9 +165,21 @@ def _gpg(home: Path, *args: str) -> subprocess.CompletedProcess:
     return _run("gpg", ["gpg", "--batch", "--homedir", str(home), *args])
 
 
+# gpg-agent listens on sockets in the key's folder (S.gpg-agent.browser the longest name); a Unix socket's path holds
+# at most 107 bytes, and past that gpg fails with "No agent running", naming neither the cause nor the fix.
+_GPG_SOCKET_PATH_MAX = 107
+_GPG_LONGEST_SOCKET = "S.gpg-agent.browser"
+
+
 def signing_home() -> Path:
     """The bundle's signing key, made once per controller and kept (hosts trust its public half)."""
     home = paths.home() / "bundle-gpg"
+    socket_path = home / _GPG_LONGEST_SOCKET
+    if len(str(socket_path).encode()) > _GPG_SOCKET_PATH_MAX:
+        raise BundleError(
+            f"IRONSERVE_HOME is too long for gpg-agent's socket ({socket_path}: {len(str(socket_path).encode())} bytes,"
+            f" at most {_GPG_SOCKET_PATH_MAX}): set IRONSERVE_HOME to a shorter folder"
+        )
     if not (home / "pubring.kbx").exists() or "sec" not in _gpg_list(home):
         home.mkdir(parents=True, exist_ok=True)
         home.chmod(0o700)
