@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from ironserve import paths
-from ironserve.bundle.build import _PrivateApt
+from ironserve.bundle.build import private_apt
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -39,20 +39,23 @@ def tool(package: str, binary: str) -> Path:
     path = folder / "usr" / "bin" / binary
     if path.exists():
         return path
-    download = folder.with_name(folder.name + ".download")
-    download.mkdir(parents=True, exist_ok=True)
-    apt = _PrivateApt(paths.home() / "bundle-apt")
-    fetched = subprocess.run(apt.argv("download", f"{package}={version}"), cwd=download, capture_output=True, text=True)
-    if fetched.returncode != 0:
-        # The private apt's indexes may be missing or older than the pin: refresh them once.
-        subprocess.run(apt.argv("update"), capture_output=True, text=True, check=True)
-        subprocess.run(apt.argv("download", f"{package}={version}"), cwd=download, capture_output=True, check=True)
-    (deb,) = download.glob(f"{package}_*.deb")
-    # Unpacked beside, then renamed into place: another run finds a whole folder or none, never one half written.
-    unpacked = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
-    subprocess.run(["dpkg-deb", "-x", str(deb), str(unpacked)], check=True)
-    try:
-        unpacked.rename(folder)
-    except OSError:  # another run put it there first
-        shutil.rmtree(unpacked)
+    with private_apt(paths.home() / "bundle-apt") as apt:
+        if path.exists():  # fetched by another worker while this one waited
+            return path
+        download = folder.with_name(folder.name + ".download")
+        shutil.rmtree(download, ignore_errors=True)
+        download.mkdir(parents=True)
+        argv = apt.argv("download", f"{package}={version}")
+        if subprocess.run(argv, cwd=download, capture_output=True, text=True).returncode != 0:
+            # The private apt's indexes may be missing or older than the pin: refresh them once.
+            subprocess.run(apt.argv("update"), capture_output=True, text=True, check=True)
+            subprocess.run(argv, cwd=download, capture_output=True, check=True)
+        (deb,) = download.glob(f"{package}_*.deb")
+        # Unpacked beside, then renamed into place: a run without the lock finds a whole folder or none.
+        unpacked = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(unpacked)], check=True)
+        try:
+            unpacked.rename(folder)
+        except OSError:  # another run put it there first
+            shutil.rmtree(unpacked)
     return path

