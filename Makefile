@@ -57,8 +57,8 @@ lint: setup
 	$(BIN)/ansible-playbook --syntax-check -i inventories/example site.yml
 	$(BIN)/ansible-playbook --syntax-check -i inventories/lab site.yml
 
-# One worker per core (pytest-xdist): the unit tests are CPU-bound and independent (215 s one by one here, 111 s on
-# two workers).
+# One worker per core (pytest-xdist): the unit tests are CPU-bound and independent (215 s one by one here, 112-128 s
+# on two workers).
 unit: setup
 	$(BIN)/pytest -n auto tests
 

@@ -71,6 +71,15 @@ def test_a_home_too_long_for_gpg_agents_socket_is_refused_naming_the_variable(tm
     assert not home.exists()
 
 
+def test_a_relative_home_is_measured_where_gpg_would_put_it(tmp_path, monkeypatch):
+    deep = tmp_path / ("x" * 100)
+    deep.mkdir()
+    monkeypatch.chdir(deep)
+    monkeypatch.setenv("IRONSERVE_HOME", "h")
+    with pytest.raises(build.BundleError, match=f"{deep}/h/bundle-gpg/S.gpg-agent.browser"):
+        build.signing_home()
+
+
 def test_index_is_signed_and_verifies_with_the_published_key(tmp_path, ironserve_home):
     bundle = tmp_path / "bundle"
     (bundle / "pool").mkdir(parents=True)

@@ -66,12 +66,12 @@ def test_engine_check_passes_only_on_a_200_from_the_engines_health_url(check, en
 
 
 def test_engine_check_fails_where_nothing_answers_or_the_record_is_missing(check, engine):
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        port = free.getsockname()[1]
-    record = check.parent / "ready.json"
-    record.write_text(json.dumps({"health": f"http://127.0.0.1:{port}/health"}))
-    assert _run(check, "engine").returncode == 1
+    # Bound and never listening, kept for the test: refused, and no other process can take the port meanwhile.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        record = check.parent / "ready.json"
+        record.write_text(json.dumps({"health": f"http://127.0.0.1:{silent.getsockname()[1]}/health"}))
+        assert _run(check, "engine").returncode == 1
     record.unlink()
     assert _run(check, "engine").returncode == 1
 

