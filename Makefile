@@ -73,7 +73,16 @@ golden-image: setup
 	  && IRONSERVE_GOLDEN_IMAGE=artifacts/golden-image $(BIN)/pytest -q tests/bench/golden_image_check.py \
 	  && echo "golden-image: $$((SECONDS - start)) s"
 
-test: lint unit molecule golden-image
+# The bench's base image and bundle (downloads from Debian's archive) build beside lint and the unit tests (CPU), in
+# their own process group so that a failed lint or unit test stops them too; their log: artifacts/bench/caches.log.
+test: setup
+	@mkdir -p artifacts/bench; \
+	setsid $(BIN)/python tests/bench/build_caches.py > artifacts/bench/caches.log 2>&1 & caches=$$!; \
+	trap 'kill -TERM -- -$$caches 2>/dev/null || true' EXIT; \
+	$(MAKE) --no-print-directory lint unit; \
+	if ! wait $$caches; then echo "the bench's base image or bundle failed:"; tail -40 artifacts/bench/caches.log; exit 1; fi; \
+	cat artifacts/bench/caches.log
+	$(MAKE) --no-print-directory molecule golden-image
 
 # Each benchmark prints ratios measured side by side in one run; docs/benchmarks.md says what each measured.
 bench: setup

@@ -190,14 +190,16 @@ def test_nvidias_lists_are_read_from_the_driver_packages_readmes():
 
 def test_the_generated_lists_match_the_bundles_packages_when_they_are_at_hand():
     pool = paths.bundle_dir() / "pool"
-    debs = sorted(pool.glob("nvidia-kernel-dkms_*.deb")) if pool.is_dir() else []
-    if not debs:
-        pytest.skip("no bundle with the driver packages on this machine ('ironserve bundle build' makes one)")
-    tool = Path(__file__).resolve().parents[1] / "tools" / "nvidia_device_list.py"
-    spec = importlib.util.spec_from_file_location("nvidia_device_list", tool)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    assert module.render(pool) == Path(nvidia_devices.__file__).read_text()
+    # The bundle's own lock: `make test` builds the bundle beside the unit tests; a pool is read whole or not at all.
+    with paths.cache_lock("bundle"):
+        debs = sorted(pool.glob("nvidia-kernel-dkms_*.deb")) if pool.is_dir() else []
+        if not debs:
+            pytest.skip("no bundle with the driver packages on this machine ('ironserve bundle build' makes one)")
+        tool = Path(__file__).resolve().parents[1] / "tools" / "nvidia_device_list.py"
+        spec = importlib.util.spec_from_file_location("nvidia_device_list", tool)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        assert module.render(pool) == Path(nvidia_devices.__file__).read_text()
 
 
 SEED = 20261201
