@@ -85,6 +85,13 @@ def test_index_is_signed_and_verifies_with_the_published_key(tmp_path, ironserve
     (bundle / "pool").mkdir(parents=True)
     _make_deb(bundle / "pool", "ironserve-probe", "1.0-1")
     build._write_index(bundle, build.signing_home())
+    agent_socket = subprocess.run(
+        ["gpgconf", "--homedir", str(ironserve_home / "bundle-gpg"), "--list-dirs", "agent-socket"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert not Path(agent_socket).exists(), "the signing left its gpg-agent running"
 
     packages = (bundle / "dists/ironserve/main/binary-amd64/Packages").read_text()
     assert "Package: ironserve-probe\n" in packages

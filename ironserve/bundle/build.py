@@ -182,11 +182,20 @@ def signing_home() -> Path:
             f"IRONSERVE_HOME is too long for gpg-agent's socket ({socket_path}: {len(str(socket_path).encode())} bytes,"
             f" at most {_GPG_SOCKET_PATH_MAX}): set IRONSERVE_HOME to a shorter folder"
         )
-    if not (home / "pubring.kbx").exists() or "sec" not in _gpg_list(home):
-        home.mkdir(parents=True, exist_ok=True)
-        home.chmod(0o700)
-        _gpg(home, "--passphrase", "", "--quick-gen-key", KEY_UID, "ed25519", "sign", "never")
+    try:
+        if not (home / "pubring.kbx").exists() or "sec" not in _gpg_list(home):
+            home.mkdir(parents=True, exist_ok=True)
+            home.chmod(0o700)
+            _gpg(home, "--passphrase", "", "--quick-gen-key", KEY_UID, "ed25519", "sign", "never")
+    finally:
+        if home.is_dir():
+            _stop_gpg_agent(home)
     return home
+
+
+def _stop_gpg_agent(home: Path) -> None:
+    # gpg starts an agent on demand and leaves it running: a build leaves no daemon behind on the controller.
+    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], capture_output=True, check=False)
 
 
 def _gpg_list(home: Path) -> str:
@@ -221,9 +230,12 @@ def _write_index(folder: Path, gpg_home: Path) -> None:
     (dists / "Release").write_text(release)
     for stale in (dists / "InRelease", dists / "Release.gpg"):
         stale.unlink(missing_ok=True)
-    _gpg(gpg_home, "--yes", "--clearsign", "-o", str(dists / "InRelease"), str(dists / "Release"))
-    _gpg(gpg_home, "--yes", "--armor", "--detach-sign", "-o", str(dists / "Release.gpg"), str(dists / "Release"))
-    public = _gpg(gpg_home, "--armor", "--export").stdout
+    try:
+        _gpg(gpg_home, "--yes", "--clearsign", "-o", str(dists / "InRelease"), str(dists / "Release"))
+        _gpg(gpg_home, "--yes", "--armor", "--detach-sign", "-o", str(dists / "Release.gpg"), str(dists / "Release"))
+        public = _gpg(gpg_home, "--armor", "--export").stdout
+    finally:
+        _stop_gpg_agent(gpg_home)
     (folder / KEY_FILE).write_text(public)
 
 
