@@ -75,10 +75,12 @@ golden-image: setup
 
 # The bench's base image and bundle (downloads from Debian's archive) build beside lint and the unit tests (CPU), in
 # their own process group so that a failed lint or unit test stops them too; their log: artifacts/bench/caches.log.
+# A dry run (make -n) still runs a line naming $(MAKE): it then only shows the steps, building nothing.
 test: setup
-	@mkdir -p artifacts/bench; \
+	@case '$(firstword -$(MAKEFLAGS))' in *n*) exec $(MAKE) --no-print-directory lint unit;; esac; \
+	mkdir -p artifacts/bench; \
 	setsid $(BIN)/python tests/bench/build_caches.py > artifacts/bench/caches.log 2>&1 & caches=$$!; \
-	trap 'kill -TERM -- -$$caches 2>/dev/null || true' EXIT; \
+	trap 'kill -TERM -- -$$caches 2>/dev/null || kill -TERM $$caches 2>/dev/null || true' EXIT; \
 	$(MAKE) --no-print-directory lint unit; \
 	if ! wait $$caches; then echo "the bench's base image or bundle failed:"; tail -40 artifacts/bench/caches.log; exit 1; fi; \
 	cat artifacts/bench/caches.log

@@ -80,18 +80,23 @@ def test_a_relative_home_is_measured_where_gpg_would_put_it(tmp_path, monkeypatc
         build.signing_home()
 
 
+def _agent_socket(home: Path) -> Path:
+    """Where gpg-agent listens for the bundle's key while it runs (gone once it stops)."""
+    listed = subprocess.run(
+        ["gpgconf", "--homedir", str(home / "bundle-gpg"), "--list-dirs", "agent-socket"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return Path(listed.stdout.strip())
+
+
 def test_index_is_signed_and_verifies_with_the_published_key(tmp_path, ironserve_home):
     bundle = tmp_path / "bundle"
     (bundle / "pool").mkdir(parents=True)
     _make_deb(bundle / "pool", "ironserve-probe", "1.0-1")
     build._write_index(bundle, build.signing_home())
-    agent_socket = subprocess.run(
-        ["gpgconf", "--homedir", str(ironserve_home / "bundle-gpg"), "--list-dirs", "agent-socket"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    assert not Path(agent_socket).exists(), "the signing left its gpg-agent running"
+    assert not _agent_socket(ironserve_home).exists(), "the signing left its gpg-agent running"
 
     packages = (bundle / "dists/ironserve/main/binary-amd64/Packages").read_text()
     assert "Package: ironserve-probe\n" in packages
@@ -117,6 +122,7 @@ def test_index_is_signed_and_verifies_with_the_published_key(tmp_path, ironserve
 
 def test_signing_key_is_made_once(ironserve_home):
     first = build.signing_home()
+    assert not _agent_socket(ironserve_home).exists(), "making the key left its gpg-agent running"
     fingerprint = build._gpg(first, "--with-colons", "--list-secret-keys").stdout
     assert build._gpg(build.signing_home(), "--with-colons", "--list-secret-keys").stdout == fingerprint
 

@@ -28,7 +28,7 @@ import sys
 import time
 import zipfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -195,7 +195,11 @@ def signing_home() -> Path:
 
 def _stop_gpg_agent(home: Path) -> None:
     # gpg starts an agent on demand and leaves it running: a build leaves no daemon behind on the controller.
-    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], capture_output=True, check=False)
+    # Best effort, and never in place of the error a caller's finally is passing on.
+    with suppress(OSError, subprocess.TimeoutExpired):
+        subprocess.run(
+            ["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], capture_output=True, check=False, timeout=30
+        )
 
 
 def _gpg_list(home: Path) -> str:
