@@ -39,7 +39,7 @@ def tool(package: str, binary: str) -> Path:
     path = folder / "usr" / "bin" / binary
     if path.exists():
         return path
-    with private_apt(paths.home() / "bundle-apt") as apt:
+    with private_apt() as apt:
         if path.exists():  # fetched by another worker while this one waited
             return path
         download = folder.with_name(folder.name + ".download")
@@ -51,11 +51,9 @@ def tool(package: str, binary: str) -> Path:
             subprocess.run(apt.argv("update"), capture_output=True, text=True, check=True)
             subprocess.run(argv, cwd=download, capture_output=True, check=True)
         (deb,) = download.glob(f"{package}_*.deb")
-        # Unpacked beside, then renamed into place: a run without the lock finds a whole folder or none.
+        # Unpacked beside, then renamed into place: a reader checks the path without the lock and must find a whole
+        # folder or none.
         unpacked = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
         subprocess.run(["dpkg-deb", "-x", str(deb), str(unpacked)], check=True)
-        try:
-            unpacked.rename(folder)
-        except OSError:  # another run put it there first
-            shutil.rmtree(unpacked)
+        unpacked.rename(folder)
     return path

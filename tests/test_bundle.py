@@ -53,8 +53,9 @@ def _make_deb(folder: Path, name: str, version: str) -> Path:
 
 @pytest.fixture
 def ironserve_home(monkeypatch):
-    """A private state folder; the gpg-agent that signing starts there is stopped afterwards. Directly in the temporary
-    folder: pytest's own folders (deeper under pytest-xdist) can be too long for gpg-agent's socket."""
+    """A private state folder, directly in the temporary folder: pytest's own folders (deeper under pytest-xdist) can
+    be too long for gpg-agent's socket. The signing stops its gpg-agent itself (tests below check it); the stop here
+    only guards against a test failing before that."""
     with tempfile.TemporaryDirectory(prefix="ironserve-home-") as folder:
         home = Path(folder)
         monkeypatch.setenv("IRONSERVE_HOME", str(home))

