@@ -59,7 +59,7 @@ def test_every_role_has_an_owner_that_converges_it():
 
 def test_no_owner_boots_from_a_layer_that_already_holds_its_role():
     declared = layers.declared()
-    contained = {name: set(layers.stage_roles(layer.stages)) for name, layer in declared.items()}
+    contained = {name: set(layers.contained_roles(name, declared)) for name in declared}
     for role, (scenario, named) in _table().items():
         assert named == {name for name, roles in contained.items() if role in roles}, role
         platforms = yaml.safe_load((paths.REPO_ROOT / "molecule" / scenario / "molecule.yml").read_text())["platforms"]

@@ -42,6 +42,8 @@ LAYERS = {
     "on-first": Layer("on-first", ("two",), parent="first"),
     "second": Layer("second", ("two",)),
     "third": Layer("third", ("three",)),
+    # One role of stage two, on its own, over first: b and what b includes (c), not stage two's playbook.
+    "role-b": Layer("role-b", (), parent="first", roles=("b",)),
 }
 
 
@@ -58,10 +60,10 @@ def test_the_roles_of_a_stage_include_included_roles_and_dependencies(repo):
 @pytest.mark.parametrize(
     ("changed", "rebuilt"),
     [
-        ("roles/c/defaults/main.yml", {"on-first", "second"}),  # c is included by b
-        ("roles/a/defaults/main.yml", {"first", "on-first", "third"}),  # on-first's parent; third's dependency
+        ("roles/c/defaults/main.yml", {"on-first", "second", "role-b"}),  # c is included by b
+        ("roles/a/defaults/main.yml", {"first", "on-first", "third", "role-b"}),  # a parent's; third's dependency
         ("roles/d/defaults/main.yml", {"third"}),
-        ("playbooks/two.yml", {"on-first", "second"}),
+        ("playbooks/two.yml", {"on-first", "second"}),  # role-b applies b without the stage's playbook
         ("library/probe.py", set(LAYERS)),  # shared code shapes every stage
         ("roles/b/README.md", set()),  # documentation shapes nothing
     ],
@@ -82,11 +84,26 @@ def test_the_parent_the_bundle_and_the_variables_are_part_of_the_key(repo):
     assert layers.keys(with_vars, "image-1", "bundle-1", repo)["first"] != base["first"]
 
 
+def test_a_layer_of_roles_holds_them_and_its_parents(repo):
+    assert layers.applied_roles(LAYERS["role-b"], repo) == ["b", "c"]
+    assert layers.contained_roles("role-b", LAYERS, repo) == ["a", "b", "c"]
+    # The same role set by a stage or by name is a different recipe: a different disk.
+    as_stage = {**LAYERS, "role-b": Layer("role-b", ("two",), parent="first")}
+    assert layers.keys(as_stage, "image-1", "bundle-1", repo)["role-b"] != _keys(repo)["role-b"]
+    with pytest.raises(SpecError, match=r"layer role-b: role 'nope' has no folder"):
+        layers.applied_roles(Layer("role-b", (), roles=("nope",)), repo)
+
+
 def test_declarations_are_checked(tmp_path):
     bad = tmp_path / "layers.yml"
     bad.write_text("layers:\n  x:\n    stages: []\n")
-    with pytest.raises(SpecError, match=r"layer x .* 'stages' must be a non-empty list"):
+    with pytest.raises(SpecError, match=r"layer x .* 'stages' or 'roles' must be a non-empty list"):
         layers.declared(bad)
+    bad.write_text("layers:\n  x:\n    roles: role_a\n")
+    with pytest.raises(SpecError, match=r"layer x .* 'stages' or 'roles' must be a non-empty list"):
+        layers.declared(bad)
+    bad.write_text("layers:\n  x:\n    roles: [role_a]\n")
+    assert layers.declared(bad)["x"].roles == ("role_a",)
     bad.write_text("layers:\n  x:\n    stages: [base]\n    parent: nothing\n")
     with pytest.raises(SpecError, match="parent 'nothing' is not declared"):
         layers.declared(bad)
@@ -103,6 +120,7 @@ def test_the_bench_declares_the_layers_its_scenarios_use():
     } - {None}
     assert used <= set(declared), used - set(declared)
     assert layers.stage_roles(declared["base"].stages) == ["host_baseline", "package_source"]
+    assert layers.contained_roles("container", declared) == ["container_runtime", "host_baseline", "package_source"]
 
 
 def test_prune_removes_stale_and_least_recently_used_layers(tmp_path, monkeypatch):
@@ -154,3 +172,25 @@ def test_a_layer_is_found_by_its_content_key_whatever_its_name(tmp_path, monkeyp
     assert layers.find_by_key("abc12") is None
     parent.unlink()  # a layer whose backing is gone is not usable
     assert layers.find_by_key("abc123") is None
+
+
+def test_the_playbook_of_a_layers_roles_is_one_ansible_accepts(tmp_path):
+    import subprocess
+
+    from ironserve import paths
+
+    layer = layers.declared()["container"]
+    playbook = layers._roles_playbook(layer, tmp_path)
+    checked = subprocess.run(
+        [paths.tool("ansible-playbook"), "--syntax-check", "-i", "localhost,", str(playbook)],
+        cwd=paths.REPO_ROOT,
+        env=paths.ansible_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    [play] = layers.yaml.safe_load(playbook.read_text())
+    assert [role["role"] for role in play["roles"]] == ["container_runtime"]
+    assert play["become"] is True
+    assert play["gather_facts"] is True

@@ -1,12 +1,14 @@
-"""Machine layers: a lab machine's disk after a named set of stages converged, kept as a read-only qcow2 layer.
+"""Machine layers: a lab machine's disk after a named set of stages or roles converged, kept as a read-only
+qcow2 layer.
 
 A scenario whose machines declare ``layer: NAME`` boots them from that layer and converges only what it tests.
 A layer is keyed by a content hash of everything that shaped it: its parent (the base image or another layer),
-the stage playbooks and every file of every role they apply (found by reading the playbooks and the roles'
-task files, so a role a role includes counts too), the project's modules, module_utils and filters, the lab's
-group variables and the layer's own variables, and the bundle it installed from. Change any of it and that
-layer, and each layer built on it, is built again; the others are kept. Layers live in the state folder beside
-the base image (``layers/NAME-KEY/``); ``ironserve lab prune`` removes stale ones and keeps the cache under a cap.
+the stage playbooks, every file of every role they apply and of every role the layer names itself (found by
+reading the playbooks and the roles' task files, so a role a role includes counts too), the project's modules,
+module_utils and filters, the lab's group variables and the layer's own variables, and the bundle it installed
+from. Change any of it and that layer, and each layer built on it, is built again; the others are kept. Layers
+live in the state folder beside the base image (``layers/NAME-KEY/``); ``ironserve lab prune`` removes stale ones
+and keeps the cache under a cap.
 
 Which layers exist is data (``molecule/shared/layers.yml``): the bench declares them, each with the reason.
 A layer never replaces a role's own test: the scenario that owns a role converges it from nothing and checks
@@ -54,6 +56,8 @@ class Layer:
     name: str
     stages: tuple[str, ...]
     parent: str | None = None
+    # Roles applied after the stages, on their own (a layer that holds one role of a stage, not the whole stage).
+    roles: tuple[str, ...] = ()
     variables: dict[str, Any] = field(default_factory=dict)
     why: str = ""
     # A shell command run on the machine before the stages (part of the key).
@@ -74,16 +78,21 @@ class LayerImage:
 
 
 def declared(path: Path = DECLARATIONS) -> dict[str, Layer]:
-    """The layers a bench declares: ``{layers: {NAME: {stages: [...], parent: NAME, vars: {...}, why: ...}}}``."""
+    """The layers a bench declares:
+    ``{layers: {NAME: {stages: [...], roles: [...], parent: NAME, vars: {...}, why: ...}}}``."""
     data = yaml.safe_load(path.read_text()) if path.exists() else None
     layers: dict[str, Layer] = {}
     for name, entry in ((data or {}).get("layers") or {}).items():
-        stages = entry.get("stages") if isinstance(entry, dict) else None
-        if not isinstance(stages, list) or not stages:
-            raise SpecError(f"layer {name} in {path}: 'stages' must be a non-empty list of stage names")
+        entry = entry if isinstance(entry, dict) else {}
+        stages, roles = entry.get("stages", []), entry.get("roles", [])
+        if not isinstance(stages, list) or not isinstance(roles, list) or not (stages or roles):
+            raise SpecError(
+                f"layer {name} in {path}: 'stages' or 'roles' must be a non-empty list of stage or role names"
+            )
         layers[name] = Layer(
             name=name,
             stages=tuple(stages),
+            roles=tuple(roles),
             parent=entry.get("parent"),
             variables=dict(entry.get("vars") or {}),
             why=str(entry.get("why", "")),
@@ -145,6 +154,25 @@ def stage_roles(stages: Iterable[str], repo: Path = paths.REPO_ROOT) -> list[str
         if not playbook.exists():
             raise SpecError(f"stage {stage!r} has no playbook {playbook}")
         pending += list(_role_names_in(yaml.safe_load(playbook.read_text())))
+    return _with_included(pending, repo)
+
+
+def applied_roles(layer: Layer, repo: Path = paths.REPO_ROOT) -> list[str]:
+    """Every role a layer's own build applies (its stages' and its named roles, with what they include), sorted."""
+    for name in layer.roles:
+        if not (repo / "roles" / name).is_dir():
+            raise SpecError(f"layer {layer.name}: role {name!r} has no folder {repo / 'roles' / name}")
+    return sorted(set(stage_roles(layer.stages, repo)) | set(_with_included(list(layer.roles), repo)))
+
+
+def contained_roles(name: str, layers: dict[str, Layer], repo: Path = paths.REPO_ROOT) -> list[str]:
+    """Every role a machine booted from layer ``name`` has converged: its own build's and its parents'."""
+    layer = layers[name]
+    parents = contained_roles(layer.parent, layers, repo) if layer.parent else []
+    return sorted(set(applied_roles(layer, repo)) | set(parents))
+
+
+def _with_included(pending: list[str], repo: Path) -> list[str]:
     found: set[str] = set()
     while pending:
         name = pending.pop()
@@ -182,9 +210,10 @@ def layer_key(
         "vars": layer.variables,
         "bundle": bundle_identity,
         **({"prepare": layer.prepare} if layer.prepare else {}),
+        **({"roles": list(layer.roles)} if layer.roles else {}),
     }
     digest.update(json.dumps(recipe, sort_keys=True).encode())
-    roles = stage_roles(layer.stages, repo)
+    roles = applied_roles(layer, repo)
     _digest_files(
         digest,
         repo,
@@ -278,13 +307,45 @@ def _ssh(state: dict, command: str, timeout: float = 300) -> subprocess.Complete
     )
 
 
+def _roles_playbook(layer: Layer, folder: Path) -> Path:
+    """A playbook applying the layer's named roles, as a scenario's prepare applies one role."""
+    playbook = folder / "layer-roles.yml"
+    play = {
+        "name": f"Layer {layer.name} - roles {', '.join(layer.roles)}",
+        "hosts": "all",
+        "become": True,
+        "gather_facts": True,
+        "roles": [{"role": name} for name in layer.roles],
+    }
+    playbook.write_text(yaml.safe_dump([play], sort_keys=False))
+    return playbook
+
+
+def _converge(playbook: Path, inventory: Path, log_file: Path, what: str, layer: Layer) -> None:
+    from ironserve.paths import ansible_env
+
+    result = subprocess.run(
+        [paths.tool("ansible-playbook"), "-i", str(inventory), str(playbook)],
+        cwd=paths.REPO_ROOT,
+        env=ansible_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    log_file.write_text(result.stdout + result.stderr)
+    if result.returncode != 0:
+        raise LayerError(f"layer {layer.name}: {what} failed (exit {result.returncode}):\n{result.stdout[-3000:]}")
+
+
 def _build(layer: Layer, key: str, image: LayerImage, parent_disk: Path, bundle: Any, log) -> LayerImage:
     from ironserve.lab import lab, vm
     from ironserve.lab.spec import lab_from_dict
-    from ironserve.paths import ansible_env
 
     started = time.monotonic()
-    log(f"layer {layer.name} ({key}): building from {parent_disk.parent.name}: stages {', '.join(layer.stages)}")
+    what = "; ".join(
+        f"{kind} {', '.join(names)}" for kind, names in (("stages", layer.stages), ("roles", layer.roles)) if names
+    )
+    log(f"layer {layer.name} ({key}): building from {parent_disk.parent.name}: {what}")
     spec = lab_from_dict(
         {"machines": [{"name": f"layer-{layer.name}"[:31], "cpus": 2, "memory_mb": 1536}]},
         name=f"layer-{layer.name}"[:31],
@@ -298,25 +359,17 @@ def _build(layer: Layer, key: str, image: LayerImage, parent_disk: Path, bundle:
             prepared = _ssh(state, layer.prepare)
             if prepared.returncode != 0:
                 raise LayerError(f"layer {layer.name}: its prepare command failed: {prepared.stderr[-1000:]}")
+        folder = Path(state["folder"])
         for stage in layer.stages:
-            result = subprocess.run(
-                [
-                    paths.tool("ansible-playbook"),
-                    "-i",
-                    str(inventory),
-                    str(paths.REPO_ROOT / "playbooks" / f"{stage}.yml"),
-                ],
-                cwd=paths.REPO_ROOT,
-                env=ansible_env(),
-                capture_output=True,
-                text=True,
-                check=False,
+            _converge(
+                paths.REPO_ROOT / "playbooks" / f"{stage}.yml",
+                inventory,
+                folder / f"{stage}.log",
+                f"stage {stage}",
+                layer,
             )
-            (Path(state["folder"]) / f"{stage}.log").write_text(result.stdout + result.stderr)
-            if result.returncode != 0:
-                raise LayerError(
-                    f"layer {layer.name}: stage {stage} failed (exit {result.returncode}):\n{result.stdout[-3000:]}"
-                )
+        if layer.roles:
+            _converge(_roles_playbook(layer, folder), inventory, folder / "roles.log", "its roles", layer)
         reset = _ssh(state, IDENTITY_RESET)
         if reset.returncode != 0:
             raise LayerError(f"layer {layer.name}: resetting the machine's identity failed: {reset.stderr[-1000:]}")
@@ -334,7 +387,7 @@ def _build(layer: Layer, key: str, image: LayerImage, parent_disk: Path, bundle:
             "name": layer.name,
             "key": key,
             "stages": list(layer.stages),
-            "roles": stage_roles(layer.stages),
+            "roles": applied_roles(layer),
             "parent": layer.parent,
             "backing": str(parent_disk),
             "build_seconds": round(time.monotonic() - started, 1),
