@@ -14,9 +14,10 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SCENARIOS ?= network light gpu-stack inference storage inference-nodes probe frontend monitoring dr
 BENCH_JOBS ?= 2
 BENCH_STRATEGY ?= mitogen
-# QEMU vCPUs per core: 2 lets two QEMU scenarios run side by side on 2 cores. Tried on 2026-12-07 with every scenario:
-# TCG guests beside each other mostly slowed each other down (docs/bench.md), so one by one stays the default.
-BENCH_VCPUS_PER_CORE ?= 1
+# QEMU machines per core, of the scenarios running side by side: a TCG guest keeps about one core busy whatever its
+# vCPUs, so on 2 cores two one-machine scenarios (gpu-stack, inference, storage) run together and the two-machine
+# ones (network, inference-nodes, probe) with light machines only (docs/bench.md).
+BENCH_MACHINES_PER_CORE ?= 1
 # Outside the suite: the NVIDIA DKMS build under TCG, 30 minutes alone and over an hour beside another QEMU scenario.
 SLOW_SCENARIOS := gpu-dkms
 
@@ -64,7 +65,7 @@ unit: setup
 
 molecule: setup
 	$(BIN)/python tests/bench/run_scenarios.py --jobs $(BENCH_JOBS) --strategy $(BENCH_STRATEGY) \
-		--vcpus-per-core $(BENCH_VCPUS_PER_CORE) $(SCENARIOS)
+		--machines-per-core $(BENCH_MACHINES_PER_CORE) $(SCENARIOS)
 
 # The suite's one golden image: built from the lab's base image and bundle, checked, booted on its own.
 golden-image: setup

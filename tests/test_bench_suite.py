@@ -10,30 +10,37 @@ from lab_ansible import ad_hoc_with_bench_strategy
 
 
 def test_needs_are_read_from_the_scenario_platforms():
-    assert bench.scenario_needs("network") == Needs(cpus=2, memory_mb=2048)
-    assert bench.scenario_needs("probe") == Needs(cpus=3, memory_mb=1792)
+    assert bench.scenario_needs("network") == Needs(cpus=2, memory_mb=2048, qemu_machines=2)
+    assert bench.scenario_needs("probe") == Needs(cpus=3, memory_mb=1792, qemu_machines=2)
+    assert bench.scenario_needs("storage") == Needs(cpus=2, memory_mb=1536, qemu_machines=1)
+    assert bench.scenario_needs("gpu-stack") == Needs(cpus=2, memory_mb=2560, qemu_machines=1)  # and a light one
     assert bench.scenario_needs("light") == Needs(cpus=0, memory_mb=1024)  # native processes, no vCPU
 
 
 def test_a_scenario_starts_beside_another_only_while_cores_and_memory_allow():
-    one = Needs(cpus=2, memory_mb=1536)
+    one, two = Needs(cpus=2, memory_mb=1536, qemu_machines=1), Needs(cpus=2, memory_mb=2048, qemu_machines=2)
+    light = Needs(cpus=0, memory_mb=1024)
     assert bench.fits(Needs(cpus=64, memory_mb=10**6), [], cores=2, free_mb=1000, jobs=2)  # alone: always
-    assert bench.fits(one, [one], cores=4, free_mb=20000, jobs=2)
-    assert not bench.fits(one, [one], cores=2, free_mb=20000, jobs=2)  # TCG vCPUs beyond the cores
-    assert bench.fits(one, [one], cores=2, free_mb=20000, jobs=2, vcpus_per_core=2)
-    assert not bench.fits(one, [one, one], cores=2, free_mb=20000, jobs=3, vcpus_per_core=2)
-    assert bench.fits(Needs(cpus=0, memory_mb=1024), [one], cores=2, free_mb=20000, jobs=2)
+    assert bench.fits(one, [one], cores=2, free_mb=20000, jobs=2)  # a machine each: a core each
+    assert not bench.fits(one, [two], cores=2, free_mb=20000, jobs=2)  # TCG machines beyond the cores
+    assert not bench.fits(two, [one], cores=2, free_mb=20000, jobs=2)
+    assert bench.fits(one, [two], cores=2, free_mb=20000, jobs=2, machines_per_core=2)
+    assert not bench.fits(one, [two, two], cores=2, free_mb=20000, jobs=3, machines_per_core=2)
+    assert bench.fits(light, [two], cores=2, free_mb=20000, jobs=2)
     assert not bench.fits(one, [one], cores=4, free_mb=20000, jobs=1)
-    assert not bench.fits(Needs(cpus=4, memory_mb=2048), [one], cores=2, free_mb=20000, jobs=2)
     assert not bench.fits(one, [one], cores=4, free_mb=bench.CONTROLLER_RESERVE_MB + 3000, jobs=2)
 
 
 def test_the_first_waiting_scenario_that_fits_starts_next():
-    needs = {"smoke": Needs(4, 2048), "probe": Needs(2, 1024), "storage": Needs(2, 1536)}
-    running = [Needs(2, 1536)]
-    assert bench.next_to_start(["smoke", "probe", "storage"], needs, running, 4, 20000, 2) == "probe"
-    assert bench.next_to_start(["smoke"], needs, running, 4, 20000, 2) is None
-    assert bench.next_to_start(["smoke"], needs, [], 2, 20000, 2) == "smoke"
+    needs = {
+        "inference-nodes": Needs(2, 2560, qemu_machines=2),
+        "storage": Needs(2, 1536, qemu_machines=1),
+        "probe": Needs(3, 1792, qemu_machines=2),
+    }
+    running = [Needs(2, 1536, qemu_machines=1)]
+    assert bench.next_to_start(["inference-nodes", "storage", "probe"], needs, running, 2, 20000, 2) == "storage"
+    assert bench.next_to_start(["inference-nodes", "probe"], needs, running, 2, 20000, 2) is None
+    assert bench.next_to_start(["probe"], needs, [], 2, 20000, 2) == "probe"
 
 
 def test_what_a_play_starts_under_the_bench_strategy_may_run_on_every_cpu():

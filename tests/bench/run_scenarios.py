@@ -3,8 +3,10 @@
     python tests/bench/run_scenarios.py [--jobs N] [--strategy mitogen|linear] SCENARIO...
 
 Scenarios start in the order given (longest first is best), at most ``--jobs`` at a time, and a scenario starts
-beside the running ones only while the vCPUs of all their QEMU machines stay within this machine's cores and
-their memory within what it has free (light machines are native processes: they take memory, not a vCPU).
+beside the running ones only while all their QEMU machines number no more than this machine's cores and their
+memory stays within what it has free (light machines are native processes: they take memory, not a core). A
+machine, not a vCPU, is what keeps a core busy under TCG: a guest mostly does one thing at a time (dpkg, Python),
+so one machine of two vCPUs beside another leaves neither short of a core.
 Each writes ``artifacts/bench/<scenario>.log``; a failed one has its log's end printed, and after the table a few
 lines saying why (CI keeps only the end of what a run printed). After each,
 ``ironserve lab leftovers`` must find nothing of its lab. The run ends with a table of per-scenario times and
@@ -30,14 +32,14 @@ from ironserve.lab.vm import KERNEL_PANIC
 REPO = Path(__file__).resolve().parents[2]
 MOLECULE = REPO / "molecule"
 LOGS = REPO / "artifacts" / "bench"
-# Measured on 2 cores: with two 2-vCPU scenarios side by side, storage's apt transaction (mdadm and lvm2, each
-# rebuilding the initramfs under TCG) took 715 s, against 213 s alone in the next run: TCG vCPUs beyond the
-# cores only slow each other down. So QEMU vCPUs never exceed the cores; light machines run beside anything.
-# That trial ran with Mitogen's CPU pinning (everything on one core; docs/bench.md). Without it, storage with probe
-# beside it took 766 s against 756 alone, probe 332 against 244: 769 s of wall time against 1000 one after the
-# other. A whole suite with two vCPUs per core (2026-12-07): each QEMU scenario 1.3-1.8x slower than alone, the wall
-# time no shorter (docs/bench.md), so the rule stands; --vcpus-per-core changes it for one run.
-CPU_OVERCOMMIT = 1
+# Measured on 2 cores. With Mitogen's CPU pinning (everything on one core; docs/bench.md), two 2-vCPU scenarios side
+# by side only slowed each other down. Without it, a whole suite with two vCPUs per core and three scenarios at a
+# time (2026-12-07; two-machine scenarios beside others) was no shorter than one by one. Counting machines, not vCPUs
+# (2026-12-08, layers cached): gpu-stack and inference side by side, then storage, took 1532 s against 2282 one after
+# the other (gpu-stack 1241 against 993, inference 733 against about 517, storage 797 against 772), and the cores
+# that were a third idle with one machine running were busy; the two-machine scenarios (network, inference-nodes,
+# probe) still run with nothing but light machines beside them. --machines-per-core changes the rule for one run.
+MACHINES_PER_CORE = 1
 # What the controller itself needs beside the guests: Ansible, Molecule, testinfra, the bundle servers.
 CONTROLLER_RESERVE_MB = 3072
 PROGRESS_SECONDS = 60
@@ -58,6 +60,7 @@ DIGEST_THEN = re.compile(r"^E {3}")
 class Needs:
     cpus: int
     memory_mb: int
+    qemu_machines: int = 0
 
 
 @dataclass
@@ -101,26 +104,33 @@ def run_again_after_panic(outcome: Outcome, already_ran_again: set[str]) -> bool
 
 
 def scenario_needs(name: str, molecule_dir: Path = MOLECULE) -> Needs:
-    """The QEMU vCPUs and the memory of a scenario's machines, as its molecule.yml declares them (the bench's
-    defaults otherwise: 2 vCPUs, 1024 MiB)."""
+    """The QEMU machines, their vCPUs and the memory of a scenario's machines, as its molecule.yml declares them
+    (the bench's defaults otherwise: 2 vCPUs, 1024 MiB)."""
     platforms = yaml.safe_load((molecule_dir / name / "molecule.yml").read_text()).get("platforms") or []
+    qemu = [p for p in platforms if p.get("kind", "qemu") == "qemu"]
     return Needs(
-        cpus=sum(int(p.get("cpus", 2)) for p in platforms if p.get("kind", "qemu") == "qemu"),
+        cpus=sum(int(p.get("cpus", 2)) for p in qemu),
         memory_mb=sum(int(p.get("memory_mb", 1024)) for p in platforms),
+        qemu_machines=len(qemu),
     )
 
 
 def fits(
-    candidate: Needs, running: list[Needs], cores: int, free_mb: int, jobs: int, vcpus_per_core: int = CPU_OVERCOMMIT
+    candidate: Needs,
+    running: list[Needs],
+    cores: int,
+    free_mb: int,
+    jobs: int,
+    machines_per_core: int = MACHINES_PER_CORE,
 ) -> bool:
     """Whether ``candidate`` may start beside ``running``. Alone, a scenario always starts (it must run somehow)."""
     if not running:
         return True
     if len(running) >= jobs:
         return False
-    cpus = candidate.cpus + sum(n.cpus for n in running)
+    machines = candidate.qemu_machines + sum(n.qemu_machines for n in running)
     memory = candidate.memory_mb + sum(n.memory_mb for n in running)
-    return cpus <= vcpus_per_core * cores and memory <= free_mb - CONTROLLER_RESERVE_MB
+    return machines <= machines_per_core * cores and memory <= free_mb - CONTROLLER_RESERVE_MB
 
 
 def next_to_start(
@@ -130,10 +140,10 @@ def next_to_start(
     cores: int,
     free_mb: int,
     jobs: int,
-    vcpus_per_core: int = CPU_OVERCOMMIT,
+    machines_per_core: int = MACHINES_PER_CORE,
 ):
     """The first waiting scenario, in the given order, that fits now; None if none does."""
-    return next((name for name in waiting if fits(needs[name], running, cores, free_mb, jobs, vcpus_per_core)), None)
+    return next((name for name in waiting if fits(needs[name], running, cores, free_mb, jobs, machines_per_core)), None)
 
 
 def free_memory_mb() -> int:
@@ -240,7 +250,7 @@ def table(outcomes: list[Outcome], wall: float) -> str:
     return "\n".join(rows)
 
 
-def run(scenarios: list[str], jobs: int, strategy: str, vcpus_per_core: int = CPU_OVERCOMMIT) -> int:
+def run(scenarios: list[str], jobs: int, strategy: str, machines_per_core: int = MACHINES_PER_CORE) -> int:
     needs = {name: scenario_needs(name) for name in scenarios}
     cores = os.cpu_count() or 1
     env = {
@@ -252,7 +262,7 @@ def run(scenarios: list[str], jobs: int, strategy: str, vcpus_per_core: int = CP
     }
     print(
         f"bench: {len(scenarios)} scenarios, up to {jobs} at a time on {cores} cores "
-        f"({vcpus_per_core} QEMU vCPUs per core at most), strategy {strategy}",
+        f"({machines_per_core} QEMU machines per core at most), strategy {strategy}",
         flush=True,
     )
     waiting, running, outcomes = list(scenarios), [], []
@@ -268,7 +278,7 @@ def run(scenarios: list[str], jobs: int, strategy: str, vcpus_per_core: int = CP
                 print(f"bench: {outcome.name} runs once more: a guest kernel panicked, not a check", flush=True)
         while waiting:
             name = next_to_start(
-                waiting, needs, [j.needs for j in running], cores, free_memory_mb(), jobs, vcpus_per_core
+                waiting, needs, [j.needs for j in running], cores, free_memory_mb(), jobs, machines_per_core
             )
             if name is None:
                 break
@@ -300,10 +310,10 @@ def main(argv: list[str] | None = None) -> int:
         help="Ansible strategy for every converge (default: mitogen, see docs/bench.md)",
     )
     parser.add_argument(
-        "--vcpus-per-core",
+        "--machines-per-core",
         type=int,
-        default=CPU_OVERCOMMIT,
-        help=f"QEMU vCPUs of the running scenarios per core of this machine, at most (default: {CPU_OVERCOMMIT})",
+        default=MACHINES_PER_CORE,
+        help=f"QEMU machines of the running scenarios per core of this machine, at most (default: {MACHINES_PER_CORE})",
     )
     args = parser.parse_args(argv)
     unknown = [s for s in args.scenarios if not (MOLECULE / s / "molecule.yml").exists()]
@@ -311,9 +321,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"no such scenario under molecule/: {', '.join(unknown)}")
     if args.jobs < 1:
         parser.error("--jobs must be at least 1")
-    if args.vcpus_per_core < 1:
-        parser.error("--vcpus-per-core must be at least 1")
-    return run(args.scenarios, args.jobs, args.strategy, args.vcpus_per_core)
+    if args.machines_per_core < 1:
+        parser.error("--machines-per-core must be at least 1")
+    return run(args.scenarios, args.jobs, args.strategy, args.machines_per_core)
 
 
 if __name__ == "__main__":
